@@ -1,0 +1,237 @@
+/**
+ * Test helpers shared by the end-to-end tests (not a lesson: lessons stand alone, tests may share).
+ *
+ * Every lesson is run the way a user runs it: as a subprocess of the same Deno, from the
+ * repository root, with exactly the permission flags its header's `@run` line shows, and with a
+ * deadline after which it is killed, so no test can hang.
+ *
+ * @module
+ */
+
+/** The repository root, the directory every command in a header is run from. */
+export const repoRoot: string = new URL("..", import.meta.url).pathname;
+
+/** Path of a script under `scripts/`, relative to {@link repoRoot}. */
+export function scriptPath(name: string): string {
+  return `scripts/${name}`;
+}
+
+function readHeader(name: string): string {
+  return Deno.readTextFileSync(`${repoRoot}${scriptPath(name)}`);
+}
+
+/** Splits a command line as written in a header (plain words, no quoting). */
+function words(line: string): string[] {
+  return line.trim().split(/\s+/).filter((word) => word.length > 0);
+}
+
+/**
+ * The permission flags of a script's `@run deno run <flags> scripts/<name> ...` header line.
+ * Throws when the header has no such line, so a test cannot silently run with other flags.
+ */
+export function headerRunFlags(name: string): string[] {
+  const match = readHeader(name).match(/^\s*\*\s*@run\s+(.*)$/m);
+  if (!match) throw new Error(`${name}: no @run line in the header`);
+  const parts = words(match[1]);
+  if (parts[0] !== "deno" || parts[1] !== "run") {
+    throw new Error(
+      `${name}: @run must read "deno run <flags> ${scriptPath(name)}"`,
+    );
+  }
+  const scriptIndex = parts.indexOf(scriptPath(name));
+  if (scriptIndex < 0) {
+    throw new Error(`${name}: @run does not name ${scriptPath(name)}`);
+  }
+  const flags = parts.slice(2, scriptIndex);
+  if (flags.includes("-A") || flags.includes("--allow-all")) {
+    throw new Error(`${name}: @run uses -A`);
+  }
+  return flags;
+}
+
+/** The command and the output shown in a script's "The whole run prints:" block. */
+export interface WholeRun {
+  /** The words after `$ deno` on the block's first line, e.g. `["run", "--allow-run=deno", ...]`. */
+  denoArgs: string[];
+  /** The lines after the command, joined with "\n" and ending with "\n". */
+  expected: string;
+}
+
+/**
+ * Reads the "The whole run prints:" block of a script's header: a fenced block whose first line
+ * is `$ deno run ...` and whose other lines are what that command prints.
+ */
+export function wholeRunBlock(name: string): WholeRun {
+  const lines = readHeader(name).split("\n");
+  const start = lines.findIndex((line) =>
+    line.includes("The whole run prints:")
+  );
+  if (start < 0) throw new Error(`${name}: no "The whole run prints:" block`);
+  const body: string[] = [];
+  let inFence = false;
+  for (const rawLine of lines.slice(start + 1)) {
+    const line = rawLine.replace(/^\s*\* ?/, "");
+    if (line.startsWith("```")) {
+      if (inFence) break;
+      inFence = true;
+      continue;
+    }
+    if (inFence) body.push(line);
+  }
+  const [commandLine, ...output] = body;
+  if (!commandLine?.startsWith("$ deno ")) {
+    throw new Error(`${name}: the block must start with a "$ deno ..." line`);
+  }
+  return {
+    denoArgs: words(commandLine.slice("$ deno ".length)),
+    expected: output.map((line) => line + "\n").join(""),
+  };
+}
+
+/** What a finished process left behind. */
+export interface RunResult {
+  code: number;
+  signal: Deno.Signal | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Options for {@link runDeno} and {@link runScript}. */
+export interface RunOptions {
+  /** Kill the process (SIGKILL) after this many milliseconds; the test then fails. */
+  timeoutMs?: number;
+  /** Text written to the process's stdin, which is then closed. */
+  stdin?: string;
+  /** Extra environment variables. */
+  env?: Record<string, string>;
+}
+
+/** Runs `deno <args>` from the repository root and collects its output, with a deadline. */
+export async function runDeno(
+  args: string[],
+  options: RunOptions = {},
+): Promise<RunResult> {
+  const timeoutMs = options.timeoutMs ?? 30_000;
+  const child = new Deno.Command(Deno.execPath(), {
+    args,
+    cwd: repoRoot,
+    env: { NO_COLOR: "1", ...options.env },
+    stdin: options.stdin === undefined ? "null" : "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    try {
+      child.kill("SIGKILL");
+    } catch { /* already gone */ }
+  }, timeoutMs);
+  try {
+    if (options.stdin !== undefined) {
+      const writer = child.stdin.getWriter();
+      await writer.write(new TextEncoder().encode(options.stdin));
+      await writer.close();
+    }
+    const output = await child.output();
+    if (timedOut) {
+      throw new Error(`deno ${args.join(" ")}: killed after ${timeoutMs} ms`);
+    }
+    const decoder = new TextDecoder();
+    return {
+      code: output.code,
+      signal: output.signal,
+      stdout: decoder.decode(output.stdout),
+      stderr: decoder.decode(output.stderr),
+    };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Runs `deno run <header flags> scripts/<name> <args>`, exactly as the header says. */
+export function runScript(
+  name: string,
+  args: string[] = [],
+  options: RunOptions = {},
+): Promise<RunResult> {
+  return runDeno(
+    ["run", ...headerRunFlags(name), scriptPath(name), ...args],
+    options,
+  );
+}
+
+/**
+ * Spawns `deno run <header flags> scripts/<name> <args>` with piped stdio and returns the
+ * process, for tests that talk to it while it runs. The caller must end it; a deadline kills it
+ * with SIGKILL after `timeoutMs` in any case. Dispose it (`await using`) to kill and reap it.
+ */
+export function spawnScript(
+  name: string,
+  args: string[] = [],
+  options: {
+    timeoutMs?: number;
+    env?: Record<string, string>;
+    stdin?: boolean;
+  } = {},
+): Deno.ChildProcess {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", ...headerRunFlags(name), scriptPath(name), ...args],
+    cwd: repoRoot,
+    env: { NO_COLOR: "1", ...options.env },
+    stdin: options.stdin ? "piped" : "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const timer = setTimeout(() => {
+    try {
+      child.kill("SIGKILL");
+    } catch { /* already gone */ }
+  }, options.timeoutMs ?? 30_000);
+  child.status.finally(() => clearTimeout(timer));
+  return child;
+}
+
+/**
+ * Reads lines from a byte stream one at a time, for tests that wait for a given line (an
+ * event) instead of sleeping. `next()` resolves to the next line, or null at EOF.
+ */
+export function lineReader(stream: ReadableStream<Uint8Array>): {
+  next: () => Promise<string | null>;
+  rest: () => Promise<string>;
+} {
+  const reader = stream.pipeThrough(new TextDecoderStream()).getReader();
+  let buffered = "";
+  let done = false;
+  return {
+    async next() {
+      while (true) {
+        const newline = buffered.indexOf("\n");
+        if (newline >= 0) {
+          const line = buffered.slice(0, newline);
+          buffered = buffered.slice(newline + 1);
+          return line;
+        }
+        if (done) {
+          if (buffered === "") return null;
+          const last = buffered;
+          buffered = "";
+          return last;
+        }
+        const chunk = await reader.read();
+        if (chunk.done) done = true;
+        else buffered += chunk.value;
+      }
+    },
+    async rest() {
+      while (!done) {
+        const chunk = await reader.read();
+        if (chunk.done) done = true;
+        else buffered += chunk.value;
+      }
+      const all = buffered;
+      buffered = "";
+      return all;
+    },
+  };
+}
