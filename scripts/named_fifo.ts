@@ -56,7 +56,12 @@ async function cleanUp(): Promise<void> {
   }
 }
 
+let exiting = false;
+
+/** Cleans up and exits. The first call wins: a signal may arrive while main is ending too. */
 async function exitWith(code: number): Promise<never> {
+  if (exiting) return await new Promise<never>(() => {});
+  exiting = true;
   await cleanUp();
   Deno.exit(code);
 }

@@ -1,0 +1,325 @@
+/**
+ * End-to-end tests of scripts/named_fifo.ts, run as a user runs it: with the header's flags,
+ * as separate processes, with the shell's `echo` and `cat` as the other end, and with signals.
+ * Every wait is on an event (a line printed, a process exit), never on a sleep.
+ */
+import assert from "node:assert/strict";
+import {
+  lineReader,
+  runDeno,
+  runScript,
+  spawnScript,
+  wholeRunBlock,
+} from "./helpers.ts";
+
+const NAME = "named_fifo.ts";
+const DEADLINE = 20_000;
+
+/** A fresh directory for a test's FIFO, removed afterwards. */
+async function withTempDir(body: (dir: string) => Promise<void>) {
+  const dir = await Deno.makeTempDir({ prefix: "named_fifo_test_" });
+  try {
+    await body(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return false;
+    throw error;
+  }
+}
+
+async function isFifo(path: string): Promise<boolean> {
+  return (await Deno.lstat(path)).isFifo === true;
+}
+
+/** Runs `sh -c script` with a deadline. */
+function shell(script: string): Deno.ChildProcess {
+  const child = new Deno.Command("sh", {
+    args: ["-c", script],
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const timer = setTimeout(() => child.kill("SIGKILL"), DEADLINE);
+  child.status.finally(() => clearTimeout(timer));
+  return child;
+}
+
+async function mkfifo(path: string) {
+  const made = await new Deno.Command("mkfifo", { args: [path] }).output();
+  assert.ok(made.success, "mkfifo failed");
+}
+
+/** True while a process with this pid exists (`kill -0`). */
+async function alive(pid: number): Promise<boolean> {
+  const probe = await new Deno.Command("sh", {
+    args: ["-c", `kill -0 ${pid} 2>/dev/null`],
+  }).output();
+  return probe.success;
+}
+
+function mask(text: string): string {
+  return text
+    .replace(/\d{10}\.\d{3}/g, "<time>")
+    .replace(/(Parent|writer) \d+/g, "$1 <pid>")
+    .replace(/\S*named_fifo_\w+\/fifo/g, "<dir>/fifo");
+}
+
+Deno.test("the whole run prints what the header shows, and leaves nothing behind", async () => {
+  const block = wholeRunBlock(NAME);
+  const result = await runDeno(block.denoArgs, { timeoutMs: DEADLINE });
+  assert.equal(result.stderr, "");
+  assert.equal(result.code, 0);
+  assert.equal(mask(result.stdout), mask(block.expected));
+  const fifo = result.stdout.match(/FIFO (\S+)\/fifo/)![1];
+  assert.equal(await exists(fifo), false, "the temporary directory is gone");
+});
+
+Deno.test("usage: --help, and a bad option is one line plus usage, exit 2", async () => {
+  const help = await runScript(NAME, ["--help"]);
+  assert.equal(help.code, 0);
+  assert.match(help.stdout, /^usage: /);
+  for (const args of [["--bogus"], ["--role", "reader"], ["--count", "x"]]) {
+    const bad = await runScript(NAME, args);
+    assert.equal(bad.code, 2, args.join(" "));
+    const lines = bad.stderr.trimEnd().split("\n");
+    assert.equal(lines.length, 2);
+    assert.match(lines[0], /^error: /);
+    assert.match(lines[1], /^usage: /);
+  }
+});
+
+Deno.test("reader first, then an unrelated writer: the reader made the FIFO and removes it", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/fifo`;
+    await using reader = spawnScript(
+      NAME,
+      ["--role", "reader", "--path", path],
+      {
+        timeoutMs: DEADLINE,
+      },
+    );
+    const out = lineReader(reader.stdout);
+    assert.match((await out.next())!, /^Reader \d+: waiting for a writer on /);
+    assert.ok(await isFifo(path), "the reader created the FIFO");
+    const writer = await runScript(NAME, [
+      "--role",
+      "writer",
+      "--path",
+      path,
+      "--count",
+      "3",
+      "--interval",
+      "0",
+    ], { timeoutMs: DEADLINE });
+    assert.equal(writer.code, 0, writer.stderr);
+    const rest = (await out.rest()).trimEnd().split("\n");
+    assert.deepEqual(
+      rest.map((line) => line.replace(/^.* got "(.*)" at .*$/, "$1")),
+      [
+        "Number 000",
+        "Number 001",
+        "Number 002",
+        `Reader ${reader.pid} saw EOF: every writer has closed the FIFO`,
+      ],
+    );
+    assert.equal((await reader.status).code, 0);
+    assert.equal(await exists(path), false);
+  });
+});
+
+Deno.test("writer first, then a reader: the writer made the FIFO and removes it", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/fifo`;
+    await using writer = spawnScript(NAME, [
+      "--role",
+      "writer",
+      "--path",
+      path,
+      "--count",
+      "2",
+      "--interval",
+      "0",
+    ], { timeoutMs: DEADLINE });
+    const says = lineReader(writer.stderr);
+    assert.match((await says.next())!, /^Writer \d+: waiting for a reader on /);
+    const reader = await runScript(NAME, ["--role", "reader", "--path", path], {
+      timeoutMs: DEADLINE,
+    });
+    assert.equal(reader.code, 0, reader.stderr);
+    assert.equal(reader.stdout.match(/got "Number 00\d"/g)?.length, 2);
+    assert.match(reader.stdout, /saw EOF/);
+    assert.equal((await writer.status).code, 0);
+    assert.equal(await exists(path), false);
+  });
+});
+
+Deno.test("the shell is the other end: echo > P, cat P; an existing FIFO is left in place", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/fifo`;
+    await mkfifo(path);
+    const echo = shell(`echo "hello from sh" > '${path}'`);
+    const reader = await runScript(NAME, ["--role", "reader", "--path", path], {
+      timeoutMs: DEADLINE,
+    });
+    assert.equal((await echo.status).code, 0);
+    assert.equal(reader.code, 0, reader.stderr);
+    assert.match(reader.stdout, /got "hello from sh" at \d+\.\d{3}\n.*saw EOF/);
+
+    const cat = shell(`cat '${path}'`);
+    const writer = await runScript(NAME, [
+      "--role",
+      "writer",
+      "--path",
+      path,
+      "--count",
+      "3",
+      "--interval",
+      "0",
+    ], { timeoutMs: DEADLINE });
+    assert.equal(writer.code, 0, writer.stderr);
+    const catOutput = await cat.output();
+    assert.equal(
+      new TextDecoder().decode(catOutput.stdout),
+      "Number 000\nNumber 001\nNumber 002\n",
+    );
+    assert.ok(await isFifo(path), "a FIFO we did not create stays");
+  });
+});
+
+Deno.test("a regular file or a symlink at P is refused and left as it was", async () => {
+  await withTempDir(async (dir) => {
+    const file = `${dir}/notes.txt`;
+    const bytes = new TextEncoder().encode("precious data\n");
+    await Deno.writeFile(file, bytes);
+    await Deno.symlink(file, `${dir}/link`);
+    for (
+      const [path, kind] of [[file, "a file"], [`${dir}/link`, "a symlink"]]
+    ) {
+      for (const role of ["reader", "writer"]) {
+        const result = await runScript(NAME, ["--role", role, "--path", path]);
+        assert.equal(result.code, 1);
+        assert.equal(
+          result.stderr,
+          `error: ${path} is ${kind}, not a FIFO: refusing to touch it\n`,
+        );
+      }
+    }
+    assert.deepEqual(await Deno.readFile(file), bytes);
+    assert.ok((await Deno.lstat(`${dir}/link`)).isSymlink);
+  });
+});
+
+for (const [signal, code] of [["SIGINT", 130], ["SIGTERM", 143]] as const) {
+  Deno.test(`${signal} mid-run: exit ${code}, FIFO and directory gone, writer gone`, async () => {
+    await using parent = spawnScript(
+      NAME,
+      ["--count", "0", "--interval", "20"],
+      {
+        timeoutMs: DEADLINE,
+      },
+    );
+    const out = lineReader(parent.stdout);
+    const first = (await out.next())!;
+    const [, dir, writerPid] = first.match(
+      /FIFO (\S+)\/fifo and started writer (\d+)/,
+    )!;
+    assert.match((await out.next())!, /got "Number 000"/);
+    parent.kill(signal);
+    assert.equal((await parent.status).code, code);
+    assert.equal(await exists(dir), false);
+    assert.equal(await alive(Number(writerPid)), false);
+  });
+}
+
+Deno.test("SIGINT while blocked opening the FIFO: exit 130, the FIFO it made is gone", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/fifo`;
+    await using reader = spawnScript(
+      NAME,
+      ["--role", "reader", "--path", path],
+      {
+        timeoutMs: DEADLINE,
+      },
+    );
+    assert.match(
+      (await lineReader(reader.stdout).next())!,
+      /waiting for a writer/,
+    );
+    reader.kill("SIGINT");
+    assert.equal((await reader.status).code, 130);
+    assert.equal(await exists(path), false);
+  });
+});
+
+Deno.test("the writer says so in one line when its reader goes away", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/fifo`;
+    await mkfifo(path);
+    await using writer = spawnScript(NAME, [
+      "--role",
+      "writer",
+      "--path",
+      path,
+      "--count",
+      "0",
+      "--interval",
+      "10",
+    ], { timeoutMs: DEADLINE });
+    const fifo = await Deno.open(path, { read: true });
+    const first = new Uint8Array(64);
+    assert.ok((await fifo.read(first))! > 0, "read a first line");
+    fifo.close();
+    const status = await writer.status;
+    const stderr = await new Response(writer.stderr).text();
+    assert.equal(status.code, 1);
+    assert.match(
+      stderr,
+      /^Writer \d+: waiting for a reader on .*\nerror: the reader closed the FIFO after \d+ lines \(broken pipe\)\n$/,
+    );
+  });
+});
+
+Deno.test("--keep-open serves writer after writer with no EOF between them", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/fifo`;
+    await using reader = spawnScript(NAME, [
+      "--role",
+      "reader",
+      "--path",
+      path,
+      "--keep-open",
+    ], { timeoutMs: DEADLINE });
+    const out = lineReader(reader.stdout);
+    assert.match((await out.next())!, /waiting for a writer/);
+    for (let writerNumber = 1; writerNumber <= 2; writerNumber++) {
+      const writer = await runScript(NAME, [
+        "--role",
+        "writer",
+        "--path",
+        path,
+        "--count",
+        "2",
+        "--interval",
+        "0",
+      ], { timeoutMs: DEADLINE });
+      assert.equal(writer.code, 0, writer.stderr);
+      assert.match((await out.next())!, /got "Number 000"/);
+      assert.match((await out.next())!, /got "Number 001"/);
+    }
+    reader.kill("SIGINT");
+    assert.equal((await reader.status).code, 130);
+    assert.equal(
+      await out.rest(),
+      "",
+      "no EOF line: the spare write end kept it open",
+    );
+    assert.equal(await exists(path), false);
+  });
+});
