@@ -1,0 +1,101 @@
+import assert from "node:assert/strict";
+import {
+  lineReader,
+  runDeno,
+  runScript,
+  spawnScript,
+  wholeRunBlock,
+} from "./helpers.ts";
+
+const name = "pipe_duplex.ts";
+/** The final line's format, which benchmarks parse. */
+const rateLine =
+  /^Answered (\d+) of (\d+) requests, in order, in \d+ ms: (\d+) round trips\/s$/m;
+
+function mask(text: string): string {
+  return text
+    .replace(/Parent \d+ talks to child \d+/g, "Parent P talks to child C")
+    .replace(/in \d+ ms: \d+ round trips\/s/g, "in T ms: R round trips/s");
+}
+
+Deno.test("pipe_duplex: the whole-run block in the header is what the command prints", async () => {
+  const block = wholeRunBlock(name);
+  const result = await runDeno(block.denoArgs);
+  assert.equal(result.code, 0, result.stderr);
+  assert.equal(mask(result.stdout), mask(block.expected));
+});
+
+Deno.test("pipe_duplex: 10,000 requests, each answered by its own answer, in order", async () => {
+  // Talk to the child role directly, so this checks the answers themselves, not the lesson's
+  // own report of them. Requests are written while answers are read, as the lesson teaches.
+  await using child = spawnScript(name, ["--role", "child"], { stdin: true });
+  const answers = lineReader(child.stdout);
+  assert.equal(await answers.next(), '{"ready":true}');
+  const count = 10_000;
+  const writing = (async () => {
+    const stdin = child.stdin.getWriter();
+    let batch = "";
+    for (let id = 1; id <= count; id++) {
+      batch += JSON.stringify({ id, text: `request ${id} é` }) + "\n";
+    }
+    await stdin.write(new TextEncoder().encode(batch));
+    await stdin.close();
+  })();
+  for (let id = 1; id <= count; id++) {
+    assert.deepEqual(JSON.parse((await answers.next())!), {
+      id,
+      text: `REQUEST ${id} É`,
+    });
+  }
+  await writing;
+  assert.equal(await answers.next(), null, "nothing after the last answer");
+  assert.equal((await child.status).code, 0);
+  assert.equal(await new Response(child.stderr).text(), "");
+});
+
+Deno.test("pipe_duplex: the lesson reports 10,000 round trips in a line a benchmark can parse", async () => {
+  for (
+    const args of [["--requests", "10000"], [
+      "--requests",
+      "3000",
+      "--naive-child",
+    ]]
+  ) {
+    const result = await runScript(name, args);
+    assert.equal(result.code, 0, result.stderr);
+    const match = result.stdout.match(rateLine);
+    assert.ok(match, result.stdout);
+    assert.equal(match[1], args[1]);
+    assert.equal(match[2], args[1]);
+    assert.ok(Number(match[3]) > 0);
+    assert.equal(result.stdout.trimEnd().split("\n").at(-1), match[0]);
+  }
+});
+
+Deno.test("pipe_duplex: 1 MiB requests and 1 MiB answers both ways, no deadlock", async () => {
+  // Several 1 MiB requests are in flight while the child writes 1 MiB answers: both pipes fill.
+  // A deadlock would hang here until the deadline kills the run and fails the test.
+  const result = await runScript(
+    name,
+    ["--requests", "6", "--size", "1048576"],
+    {
+      timeoutMs: 30_000,
+    },
+  );
+  assert.equal(result.code, 0, result.stderr);
+  assert.match(result.stdout, /\(1048594 chars\)/);
+  assert.match(result.stdout, /Answered 6 of 6 requests, in order/);
+});
+
+Deno.test("pipe_duplex: a bad option is one line on stderr and exit 2", async () => {
+  for (const args of [["--bogus"], ["--requests", "0"], ["--size", "x"]]) {
+    const result = await runScript(name, args);
+    assert.equal(result.code, 2);
+    assert.equal(result.stdout, "");
+    assert.match(
+      result.stderr,
+      /^error: [^\n]+\nusage: deno run --allow-run=deno scripts\/pipe_duplex\.ts/,
+    );
+    assert.equal(result.stderr.trimEnd().split("\n").length, 2);
+  }
+});
