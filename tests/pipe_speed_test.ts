@@ -1,0 +1,166 @@
+/**
+ * End-to-end tests of scripts/pipe_speed.ts. No test asserts a speed (that is the bench's job):
+ * they assert the table's shape against the header's whole-run block, that the child writes
+ * exactly the bytes and messages it is asked for, that the Batcher flushes a lone message
+ * while its producer is still alive, and the usage and Ctrl-C behaviour.
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import {
+  lineReader,
+  repoRoot,
+  runDeno,
+  runScript,
+  spawnScript,
+  wholeRunBlock,
+} from "./helpers.ts";
+
+const SCRIPT = "pipe_speed.ts";
+
+/** Numbers become N and runs of spaces one space: figures change, the table does not. */
+function mask(text: string): string {
+  return text.replace(/\d+(\.\d+)?/g, "N").replace(/ +/g, " ");
+}
+
+/** Runs the child role as the parent does (no permission flags) and returns its raw stdout. */
+async function runChild(flags: string[]): Promise<Uint8Array> {
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: ["run", `scripts/${SCRIPT}`, "--role=child", ...flags],
+    cwd: repoRoot,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    signal: AbortSignal.timeout(20_000),
+  }).output();
+  assert.equal(output.code, 0, new TextDecoder().decode(output.stderr));
+  return output.stdout;
+}
+
+Deno.test("the whole run prints what the header shows, every row checked", async () => {
+  const block = wholeRunBlock(SCRIPT);
+  const result = await runDeno(block.denoArgs, { timeoutMs: 60_000 });
+  assert.equal(result.code, 0, result.stderr);
+  assert.equal(result.stderr, "");
+  assert.equal(mask(result.stdout), mask(block.expected));
+  const rows = result.stdout.split("\n").filter((line) => /\/s /.test(line));
+  assert.equal(rows.length, 8);
+  for (const row of rows) {
+    const [rate, ratio] = row.match(/\d+(\.\d+)?/g)!.slice(-2).map(Number);
+    assert.ok(rate > 0 && ratio > 0, row);
+  }
+});
+
+Deno.test("a bulk child writes exactly --bytes, byte k being k % 251", async () => {
+  for (const mode of ["sync", "async"]) {
+    const bytes = 300_001; // Not a multiple of the chunk: the last write is short.
+    const out = await runChild([
+      `--mode=${mode}`,
+      `--bytes=${bytes}`,
+      "--chunk=4K",
+    ]);
+    assert.equal(out.length, bytes, mode);
+    assert.ok(out.every((byte, k) => byte === k % 251), mode);
+  }
+});
+
+Deno.test("a message child writes every JSON line once, in order", async () => {
+  for (const mode of ["each-await", "each-sync", "batched"]) {
+    const count = mode === "batched" ? 20_000 : 2_000; // batched: several full batches.
+    const text = new TextDecoder().decode(
+      await runChild([`--mode=${mode}`, `--messages=${count}`]),
+    );
+    const lines = text.split("\n");
+    assert.equal(lines.pop(), "", `${mode}: the output ends with a newline`);
+    assert.equal(lines.length, count, mode);
+    lines.forEach((line, seq) => {
+      assert.deepEqual(JSON.parse(line), { seq, text: `Number ${seq}` });
+    });
+  }
+});
+
+Deno.test("the Batcher sends a lone message when the loop goes idle, not at exit", async () => {
+  // The producer sends one message, then waits for its stdin: only the idle flush can
+  // deliver the line while it is still alive.
+  const code = `import { Batcher } from "./scripts/${SCRIPT}";
+    await new Batcher().send("lone message\\n");
+    await Deno.stdin.read(new Uint8Array(1));`;
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["eval", code],
+    cwd: repoRoot,
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "inherit",
+    signal: AbortSignal.timeout(20_000),
+  }).spawn();
+  try {
+    const lines = lineReader(child.stdout);
+    assert.equal(await lines.next(), "lone message");
+    await child.stdin.close(); // Now let it finish.
+    assert.equal(await lines.next(), null);
+    assert.equal((await child.status).code, 0);
+  } finally {
+    try {
+      child.kill("SIGKILL");
+    } catch { /* already gone */ }
+  }
+});
+
+Deno.test("bad options: one error line and the usage, exit 2", async () => {
+  for (const args of [["--bytes", "lots"], ["--messages", "0"], ["--nope"]]) {
+    const result = await runScript(SCRIPT, args, { timeoutMs: 10_000 });
+    assert.equal(result.code, 2, args.join(" "));
+    const [error, usage, ...rest] = result.stderr.trimEnd().split("\n");
+    assert.match(error, /^error: /);
+    assert.match(
+      usage,
+      /^usage: deno run --allow-run=deno scripts\/pipe_speed.ts/,
+    );
+    assert.deepEqual(rest, []);
+    assert.equal(result.stdout, "");
+  }
+});
+
+/** Whether a live process has `needle` in its command line (`ps`, since Deno guards /proc). */
+function processWith(needle: string): boolean {
+  const ps = new Deno.Command("ps", { args: ["-eo", "stat=,args="] })
+    .outputSync();
+  return new TextDecoder().decode(ps.stdout).split("\n")
+    .some((line) => !line.startsWith("Z") && line.includes(needle));
+}
+
+/** Re-checks `condition` every 20 ms until it holds or `ms` pass; returns whether it held. */
+async function eventually(
+  condition: () => boolean,
+  ms: number,
+): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  while (!condition() && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  return condition();
+}
+
+Deno.test("Ctrl-C: exit 130 and the writing child is killed", async () => {
+  // 99999M is far more than can be sent before the signal; its byte count names the child.
+  const childFlag = `--bytes=${99999 * 1024 * 1024}`;
+  await using parent = spawnScript(SCRIPT, ["--bytes", "99999M"], {
+    timeoutMs: 20_000,
+  });
+  const lines = lineReader(parent.stdout);
+  assert.match((await lines.next())!, /^Bulk: /);
+  assert.match((await lines.next())!, /^child writes, parent reads/);
+  // The first row's child is spawned right after this line: wait until it runs.
+  assert.ok(
+    await eventually(() => processWith(childFlag), 10_000),
+  );
+  parent.kill("SIGINT");
+  const status = await parent.status;
+  assert.equal(status.code, 130);
+  assert.equal(await new Response(parent.stderr).text(), "");
+  // SIGKILL is sent before the parent exits; the child needs a moment to be gone.
+  assert.ok(
+    await eventually(() => !processWith(childFlag), 5_000),
+  );
+  await lines.rest();
+});
