@@ -162,7 +162,7 @@ async function main(args: string[]): Promise<void> {
     try {
       return parseArgs({ args, options: OPTIONS, strict: true });
     } catch (error) {
-      throw new UsageError((error as Error).message);
+      throw new UsageError((error as Error).message.split("\n")[0]); // one line
     }
   })();
   if (opts.help) return console.log(USAGE);

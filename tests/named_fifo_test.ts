@@ -85,7 +85,12 @@ Deno.test("usage: --help, and a bad option is one line plus usage, exit 2", asyn
   const help = await runScript(NAME, ["--help"]);
   assert.equal(help.code, 0);
   assert.match(help.stdout, /^usage: /);
-  for (const args of [["--bogus"], ["--role", "reader"], ["--count", "x"]]) {
+  for (
+    const args of [["--bogus"], ["--role", "reader"], ["--count", "x"], [
+      "--count",
+      "-1",
+    ]]
+  ) {
     const bad = await runScript(NAME, args);
     assert.equal(bad.code, 2, args.join(" "));
     const lines = bad.stderr.trimEnd().split("\n");

@@ -1,0 +1,139 @@
+/**
+ * End-to-end tests of scripts/fifo_many_writers.ts, run with the header's flags. Short lines
+ * (under PIPE_BUF) must all arrive whole; for long lines only the counts are checked, since
+ * whether a given run tears any of them is up to the scheduler.
+ */
+import assert from "node:assert/strict";
+import {
+  lineReader,
+  runDeno,
+  runScript,
+  spawnScript,
+  wholeRunBlock,
+} from "./helpers.ts";
+
+const NAME = "fifo_many_writers.ts";
+const DEADLINE = 30_000;
+
+interface Row {
+  bytes: number;
+  sent: number;
+  received: number;
+  intact: number;
+  torn: number;
+}
+
+function rows(stdout: string): Row[] {
+  return [...stdout.matchAll(
+    /^(\d+)-byte lines: sent (\d+), received (\d+), intact (\d+), torn (\d+) \(in \d+ ms\)$/gm,
+  )].map(([, bytes, sent, received, intact, torn]) => ({
+    bytes: Number(bytes),
+    sent: Number(sent),
+    received: Number(received),
+    intact: Number(intact),
+    torn: Number(torn),
+  }));
+}
+
+/** Masks what varies between runs: pid, temporary path, times, the long-line tear counts. */
+function mask(text: string): string {
+  return text
+    .replace(/Parent \d+/g, "Parent <pid>")
+    .replace(/\S*fifo_many_writers_\w+\/fifo/g, "<dir>/fifo")
+    .replace(/\(in \d+ ms\)/g, "(in <ms> ms)")
+    .replace(
+      /^(100000-byte .*)intact \d+, torn \d+/gm,
+      "$1intact <n>, torn <n>",
+    );
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return false;
+    throw error;
+  }
+}
+
+/** Command lines of the running processes that mention `text` (the writers name the FIFO). */
+async function processesMentioning(text: string): Promise<string[]> {
+  const ps = await new Deno.Command("ps", { args: ["-eo", "args"] }).output();
+  return new TextDecoder().decode(ps.stdout).split("\n").filter((line) =>
+    line.includes(text)
+  );
+}
+
+Deno.test("the whole run: 4 writers x 10,000 short lines arrive with zero torn lines", async () => {
+  const block = wholeRunBlock(NAME);
+  const result = await runDeno(block.denoArgs, { timeoutMs: DEADLINE });
+  assert.equal(result.stderr, "");
+  assert.equal(result.code, 0);
+  assert.equal(mask(result.stdout), mask(block.expected));
+  const [short, long] = rows(result.stdout);
+  assert.deepEqual(short, {
+    bytes: 100,
+    sent: 40000,
+    received: 40000,
+    intact: 40000,
+    torn: 0,
+  });
+  assert.equal(long.received, long.sent);
+  assert.equal(long.intact + long.torn, long.received);
+  const dir = result.stdout.match(/FIFO (\S+)\/fifo/)![1];
+  assert.equal(await exists(dir), false, "the temporary directory is gone");
+});
+
+Deno.test("long lines: every line is counted, torn or not", async () => {
+  const result = await runScript(NAME, [
+    "--writers",
+    "3",
+    "--lines",
+    "0",
+    "--long-lines",
+    "20",
+  ], { timeoutMs: DEADLINE });
+  assert.equal(result.code, 0, result.stderr);
+  const [long] = rows(result.stdout);
+  assert.equal(long.bytes, 100000);
+  assert.equal(long.sent, 60);
+  assert.equal(long.received, 60, "no newline is lost, even in torn lines");
+  assert.equal(long.intact + long.torn, 60);
+});
+
+Deno.test("usage errors: one line plus usage, exit 2", async () => {
+  for (const args of [["--bogus"], ["--writers", "0"], ["--lines", "-1"]]) {
+    const result = await runScript(NAME, args);
+    assert.equal(result.code, 2, args.join(" "));
+    const lines = result.stderr.trimEnd().split("\n");
+    assert.equal(lines.length, 2);
+    assert.match(lines[0], /^error: /);
+    assert.match(lines[1], /^usage: /);
+  }
+});
+
+Deno.test("SIGINT mid-run: exit 130, writers gone, FIFO and directory gone", async () => {
+  await using parent = spawnScript(NAME, [
+    "--writers",
+    "2",
+    "--lines",
+    "10000000",
+    "--long-lines",
+    "0",
+  ], { timeoutMs: DEADLINE });
+  const first = (await lineReader(parent.stdout).next())!;
+  const dir = first.match(/FIFO (\S+)\/fifo/)![1];
+  // Wait for the event "both writers are running" (they name the FIFO on their command line).
+  while ((await processesMentioning(`${dir}/fifo`)).length < 2) {
+    assert.equal(
+      await exists(dir),
+      true,
+      "the run ended before the writers were seen",
+    );
+  }
+  parent.kill("SIGINT");
+  assert.equal((await parent.status).code, 130);
+  assert.equal(await exists(dir), false);
+  assert.deepEqual(await processesMentioning(dir), []);
+});
