@@ -1,0 +1,111 @@
+import assert from "node:assert/strict";
+import {
+  lineReader,
+  runDeno,
+  runScript,
+  spawnScript,
+  wholeRunBlock,
+} from "./helpers.ts";
+
+const name = "pipe_lifetime.ts";
+const linux = Deno.build.os === "linux";
+
+/** Pids, fd numbers, inodes and the temporary directory change from run to run. */
+function mask(text: string): string {
+  return text
+    .replace(/\/proc\/\d+\/fd\/\d+/g, "/proc/PID/fd/N")
+    .replace(/pipe:\[\d+\]/g, "pipe:[INODE]")
+    .replace(/inode \d+/g, "inode INODE")
+    .replace(/\S*\/pipe_lifetime_\w+\//g, "TMP/");
+}
+
+function exists(path: string): boolean {
+  try {
+    Deno.lstatSync(path);
+    return true;
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return false;
+    throw error;
+  }
+}
+
+Deno.test({
+  name:
+    "pipe_lifetime: the whole-run block in the header is what the command prints",
+  ignore: !linux,
+  async fn() {
+    const block = wholeRunBlock(name);
+    const result = await runDeno(block.denoArgs);
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(mask(result.stdout), mask(block.expected));
+  },
+});
+
+Deno.test({
+  name:
+    "pipe_lifetime: one pipe inode until no end is left; the FIFO's name outlives its users",
+  ignore: !linux,
+  async fn() {
+    const result = await runScript(name);
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.stderr, "");
+    const [anonymous, named] = result.stdout.split(/^FIFO: /m);
+    // Every end the parent and the child held is the same kernel object, and it has no path.
+    const inodes = new Set(anonymous.match(/pipe:\[\d+\]/g));
+    assert.equal(inodes.size, 1, anonymous);
+    assert.match(
+      anonymous,
+      /\/fd\/\d+ -> pipe:\[\d+\] \(parent\)\n.*\/fd\/1 -> pipe:\[\d+\] \(child\)/,
+    );
+    assert.match(
+      anonymous,
+      /closed its end; every process on the machine:\n {4}no process holds it\n$/,
+    );
+    // The FIFO keeps its inode (and its name) after both processes closed it.
+    const fifoInodes = new Set(named.match(/inode \d+/g));
+    assert.equal(fifoInodes.size, 1, named);
+    assert.match(
+      named,
+      /the child exited; every process on the machine:\n {4}no process holds it\n {2}yet the name stays: isFifo true/,
+    );
+    // And the lesson removed what it made.
+    const fifo = named.match(/^mkfifo made (\S+), inode/)![1];
+    assert.equal(exists(fifo), false);
+    assert.equal(exists(fifo.slice(0, fifo.lastIndexOf("/"))), false);
+  },
+});
+
+Deno.test({
+  name:
+    "pipe_lifetime: Ctrl-C mid-lesson exits 130 and removes the FIFO and its directory",
+  ignore: !linux,
+  async fn() {
+    await using lesson = spawnScript(name);
+    const lines = lineReader(lesson.stdout);
+    let fifo = "";
+    for (
+      let line = await lines.next();
+      line !== null;
+      line = await lines.next()
+    ) {
+      fifo = line.match(/^FIFO: mkfifo made (\S+), inode/)?.[1] ?? fifo;
+      if (line === "  parent got: hello through the FIFO") break;
+    }
+    assert.ok(fifo && exists(fifo), "the lesson made its FIFO");
+    lesson.kill("SIGINT");
+    assert.equal((await lesson.status).code, 130);
+    await lines.rest();
+    assert.equal(await new Response(lesson.stderr).text(), "");
+    assert.equal(exists(fifo.slice(0, fifo.lastIndexOf("/"))), false);
+  },
+});
+
+Deno.test("pipe_lifetime: a bad option is one line on stderr and exit 2", async () => {
+  const result = await runScript(name, ["--bogus"]);
+  assert.equal(result.code, 2);
+  assert.equal(result.stdout, "");
+  assert.match(
+    result.stderr,
+    /^error: [^\n]+\nusage: deno run [^\n]+ scripts\/pipe_lifetime\.ts\n$/,
+  );
+});
