@@ -227,32 +227,39 @@ async function main(): Promise<number> {
     return 2;
   }
   try {
-    if (options.role === "writer") return writer(total), 0;
-    if (options.role === "reader") return reader(), 0;
-    const full = await fullPipe(total, settleMs);
-    const waitedMs = await emptyPipe(delayMs);
-    const rows: [string, number][] = [
-      ["pipe capacity, bytes written unread", full.capacity],
-      ["writer blocked until the parent read (ms)", Math.round(full.blockedMs)],
-      ["bytes written in total, after resuming", full.written],
-      ["empty-pipe reader waited (ms)", Math.round(waitedMs)],
-      ["writer's delay before writing (ms)", delayMs],
-    ];
-    console.log("\n| figure                                     |  value |");
-    console.log("| ------------------------------------------ | -----: |");
-    for (const [name, value] of rows) {
-      console.log(`| ${name.padEnd(42)} | ${String(value).padStart(6)} |`);
-    }
+    if (options.role === "writer") writer(total);
+    else if (options.role === "reader") reader();
+    else await parent(total, settleMs, delayMs);
     return 0;
   } catch (error) {
     // A child whose parent went away meets a closed pipe: that is the end, not a bug.
-    if (error instanceof Deno.errors.BrokenPipe) return 1;
+    if (options.role && error instanceof Deno.errors.BrokenPipe) return 1;
     if (error instanceof Deno.errors.NotCapable) {
       console.error(
         "error: run with --allow-run=deno to let the lesson start its child",
       );
     } else console.error(`error: ${(error as Error).message}`);
     return 1;
+  } finally {
+    for (const child of children) child.kill("SIGKILL");
+  }
+}
+
+/** Both parts, then the figures in a table. */
+async function parent(total: number, settleMs: number, delayMs: number) {
+  const full = await fullPipe(total, settleMs);
+  const waitedMs = await emptyPipe(delayMs);
+  const rows: [string, number][] = [
+    ["pipe capacity, bytes written unread", full.capacity],
+    ["writer blocked until the parent read (ms)", Math.round(full.blockedMs)],
+    ["bytes written in total, after resuming", full.written],
+    ["empty-pipe reader waited (ms)", Math.round(waitedMs)],
+    ["writer's delay before writing (ms)", delayMs],
+  ];
+  console.log("\n| figure                                     |  value |");
+  console.log("| ------------------------------------------ | -----: |");
+  for (const [name, value] of rows) {
+    console.log(`| ${name.padEnd(42)} | ${String(value).padStart(6)} |`);
   }
 }
 

@@ -56,7 +56,10 @@ export function answer(line: string): string {
 export function lineSplitter(): (chunk: string) => string[] {
   let tail = "";
   return (chunk) => {
-    if (!chunk.includes("\n")) return tail += chunk, [];
+    if (!chunk.includes("\n")) {
+      tail += chunk; // no line ends here: keep it all for later
+      return [];
+    }
     const lines = (tail + chunk).split("\n");
     tail = lines.pop()!;
     return lines;

@@ -248,7 +248,10 @@ async function main(): Promise<number> {
     return 2;
   }
   try {
-    if (values.role) return await childWrites(values.fifo), 0;
+    if (values.role) {
+      await childWrites(values.fifo);
+      return 0;
+    }
     if (Deno.build.os !== "linux") {
       console.error(
         "error: this lesson reads Linux's /proc; it runs on Linux only",
