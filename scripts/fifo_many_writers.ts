@@ -245,6 +245,7 @@ if (import.meta.main) {
     await main(Deno.args);
     await exitWith(0);
   } catch (error) {
+    if (exiting) await exitWith(1); // a signal is ending the run: a writer it killed is no news
     const usage = error instanceof UsageError;
     const expected = usage || error instanceof Refusal ||
       error instanceof Deno.errors.NotCapable ||

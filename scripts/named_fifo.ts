@@ -23,14 +23,14 @@
  *
  * ```
  * $ deno run --allow-run=deno,mkfifo --allow-read --allow-write scripts/named_fifo.ts --count 6 --interval 200
- * Parent 4242 made the FIFO /tmp/named_fifo_1a2b3c/fifo and started writer 4243
- * Parent 4242 got "Number 000" at 1764169200.123
- * Parent 4242 got "Number 001" at 1764169200.323
- * Parent 4242 got "Number 002" at 1764169200.524
- * Parent 4242 got "Number 003" at 1764169200.724
- * Parent 4242 got "Number 004" at 1764169200.925
- * Parent 4242 got "Number 000" at 1764169201.125
- * Parent 4242 saw EOF: every writer has closed the FIFO
+ * Parent 8845 made the FIFO /tmp/named_fifo_1b290426f3a92b44/fifo and started writer 8853
+ * Parent 8845 got "Number 000" at 1795702977.413
+ * Parent 8845 got "Number 001" at 1795702977.615
+ * Parent 8845 got "Number 002" at 1795702977.818
+ * Parent 8845 got "Number 003" at 1795702978.019
+ * Parent 8845 got "Number 004" at 1795702978.222
+ * Parent 8845 got "Number 000" at 1795702978.423
+ * Parent 8845 saw EOF: every writer has closed the FIFO
  * ```
  *
  * @module
@@ -39,6 +39,12 @@ import { parseArgs } from "node:util";
 
 const USAGE = "usage: named_fifo.ts [--role reader|writer --path P] " +
   "[--count N] [--interval MS] [--keep-open] [--help]";
+const HELP = `${USAGE}
+  (no --role)           make a FIFO in a temporary directory, start a writer, read it
+  --role reader|writer  be one side only, on the FIFO at --path P (made if missing)
+  --count N             lines the writer sends (default 10; 0: until Ctrl-C)
+  --interval MS         milliseconds between lines (default 1000)
+  --keep-open           reader: keep serving writer after writer, until Ctrl-C`;
 
 /** A one-line failure the user can act on (no stack trace): exit 1. */
 class Refusal extends Error {}
@@ -165,7 +171,7 @@ async function main(args: string[]): Promise<void> {
       throw new UsageError((error as Error).message.split("\n")[0]); // one line
     }
   })();
-  if (opts.help) return console.log(USAGE);
+  if (opts.help) return console.log(HELP);
   const count = Number(opts.count), interval = Number(opts.interval);
   if (!Number.isInteger(count) || count < 0) {
     throw new UsageError("--count wants N >= 0");
@@ -267,6 +273,7 @@ if (import.meta.main) {
     await main(Deno.args);
     await exitWith(0);
   } catch (error) {
+    if (exiting) await exitWith(1); // a signal is ending the run: a writer it killed is no news
     const usage = error instanceof UsageError;
     const expected = usage || error instanceof Refusal ||
       error instanceof Deno.errors.NotCapable ||
