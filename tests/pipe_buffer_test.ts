@@ -1,5 +1,11 @@
 import assert from "node:assert/strict";
-import { runDeno, runScript, wholeRunBlock } from "./helpers.ts";
+import {
+  lineReader,
+  runDeno,
+  runScript,
+  spawnScript,
+  wholeRunBlock,
+} from "./helpers.ts";
 
 const name = "pipe_buffer.ts";
 
@@ -96,4 +102,22 @@ Deno.test("pipe_buffer: a bad option is one line on stderr and exit 2", async ()
     );
     assert.equal(result.stderr.trimEnd().split("\n").length, 2);
   }
+});
+
+Deno.test({
+  name: "pipe_buffer: Ctrl-C while the writer is blocked exits 130, quietly",
+  ignore: Deno.build.os !== "linux",
+  async fn() {
+    await using lesson = spawnScript(name);
+    const lines = lineReader(lesson.stdout);
+    let line = await lines.next();
+    while (line !== null && !line.includes("progress stopped")) {
+      line = await lines.next();
+    }
+    assert.ok(line, "the lesson reported the blocked writer");
+    lesson.kill("SIGINT");
+    assert.equal((await lesson.status).code, 130);
+    await lines.rest();
+    assert.equal(await new Response(lesson.stderr).text(), "");
+  },
 });

@@ -99,3 +99,17 @@ Deno.test("pipe_duplex: a bad option is one line on stderr and exit 2", async ()
     assert.equal(result.stderr.trimEnd().split("\n").length, 2);
   }
 });
+
+Deno.test("pipe_duplex: Ctrl-C mid-conversation exits 130, quietly", async () => {
+  await using lesson = spawnScript(name, ["--requests", "1000000000"]);
+  const lines = lineReader(lesson.stdout);
+  let line = await lines.next();
+  while (line !== null && !line.startsWith("answer ")) {
+    line = await lines.next();
+  }
+  assert.ok(line, "the conversation started");
+  lesson.kill("SIGINT");
+  assert.equal((await lesson.status).code, 130);
+  await lines.rest();
+  assert.equal(await new Response(lesson.stderr).text(), "");
+});
