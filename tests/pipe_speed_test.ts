@@ -23,7 +23,7 @@ function mask(text: string): string {
   return text.replace(/\d+(\.\d+)?/g, "N").replace(/ +/g, " ");
 }
 
-/** Runs the child role as the parent does (no permission flags) and returns its raw stdout. */
+/** Runs the child role as the parent does (no permission flags, every flag given) and returns its raw stdout. */
 async function runChild(flags: string[]): Promise<Uint8Array> {
   const output = await new Deno.Command(Deno.execPath(), {
     args: ["run", `scripts/${SCRIPT}`, "--role=child", ...flags],
@@ -57,7 +57,8 @@ Deno.test("a bulk child writes exactly --bytes, byte k being k % 251", async () 
     const out = await runChild([
       `--mode=${mode}`,
       `--bytes=${bytes}`,
-      "--chunk=4K",
+      "--chunk=4096",
+      "--messages=1",
     ]);
     assert.equal(out.length, bytes, mode);
     assert.ok(out.every((byte, k) => byte === k % 251), mode);
@@ -68,7 +69,12 @@ Deno.test("a message child writes every JSON line once, in order", async () => {
   for (const mode of ["each-await", "each-sync", "batched"]) {
     const count = mode === "batched" ? 20_000 : 2_000; // batched: several full batches.
     const text = new TextDecoder().decode(
-      await runChild([`--mode=${mode}`, `--messages=${count}`]),
+      await runChild([
+        `--mode=${mode}`,
+        `--messages=${count}`,
+        "--bytes=1",
+        "--chunk=1",
+      ]),
     );
     const lines = text.split("\n");
     assert.equal(lines.pop(), "", `${mode}: the output ends with a newline`);
