@@ -59,7 +59,11 @@ async function exitWith(code: number): Promise<never> {
   Deno.exit(code);
 }
 
-/** The Deno binary to run the child with (see the anonymous pipe lesson for why). */
+/**
+ * The Deno binary to run the child with: this very binary. `--allow-run=deno` grants the `deno`
+ * found on PATH; when that is a symlink to this binary (npm and Homebrew installs), Deno grants
+ * the name but not the real path, so fall back to the name.
+ */
 function denoExecutable(): string {
   const self = Deno.execPath();
   const status = Deno.permissions.querySync({ name: "run", command: self });

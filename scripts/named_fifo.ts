@@ -72,26 +72,28 @@ async function exitWith(code: number): Promise<never> {
   Deno.exit(code);
 }
 
+/** What is at `path`: lstat, so a symlink is itself, not the thing it points to. */
+async function whatIsAt(path: string): Promise<string> {
+  try {
+    const info = await Deno.lstat(path);
+    if (info.isFifo) return "a FIFO";
+    if (info.isSymlink) return "a symlink";
+    return info.isDirectory ? "a directory" : "a file";
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return "nothing";
+    throw error;
+  }
+}
+
 /**
  * Makes sure a FIFO is at `path`: an existing FIFO is used (returns false: not ours to remove),
  * nothing there means we create one (returns true), anything else is refused untouched.
- * Deno has no mkfifo call, so we run the `mkfifo` program (mode 600: only we may open it).
+ * Deno has no mkfifo call (calling libc's through FFI would need the far broader --allow-ffi),
+ * so we run the `mkfifo` program; mode 600: only our user may open it.
  */
 export async function ensureFifo(path: string): Promise<boolean> {
-  const kind = async () => {
-    const info = await Deno.lstat(path).catch((error) => {
-      if (error instanceof Deno.errors.NotFound) return null;
-      throw error;
-    });
-    if (!info || info.isFifo) return info ? "fifo" : "nothing";
-    return info.isSymlink
-      ? "a symlink"
-      : info.isDirectory
-      ? "a directory"
-      : "a file";
-  };
-  const found = await kind();
-  if (found === "fifo") return false;
+  const found = await whatIsAt(path);
+  if (found === "a FIFO") return false;
   if (found !== "nothing") {
     throw new Refusal(`${path} is ${found}, not a FIFO: refusing to touch it`);
   }
@@ -101,11 +103,15 @@ export async function ensureFifo(path: string): Promise<boolean> {
   }).output();
   if (made.success) return true;
   // Two copies started at once may both try: if the other one won, its FIFO is fine for us.
-  if (await kind() === "fifo") return false;
+  if (await whatIsAt(path) === "a FIFO") return false;
   throw new Refusal(new TextDecoder().decode(made.stderr).trim());
 }
 
-/** The Deno binary to run the child with (see the anonymous pipe lesson for why). */
+/**
+ * The Deno binary to run the child with: this very binary. `--allow-run=deno` grants the `deno`
+ * found on PATH; when that is a symlink to this binary (npm and Homebrew installs), Deno grants
+ * the name but not the real path, so fall back to the name.
+ */
 function denoExecutable(): string {
   const self = Deno.execPath();
   const status = Deno.permissions.querySync({ name: "run", command: self });
@@ -135,7 +141,8 @@ async function printLines(fifo: Deno.FsFile, who: string): Promise<void> {
 /**
  * Sends `Number 000` ... (counter mod 5), one line per interval. `writeSync` is one system call
  * per line, no worker-thread round trip, and a write of at most PIPE_BUF bytes (4096 on Linux)
- * to a pipe is atomic: whole, never mixed with another writer's bytes.
+ * to a pipe is atomic: whole, never mixed with another writer's bytes. A reader that goes away
+ * would kill a C program with SIGPIPE; Deno ignores that signal, so the write throws BrokenPipe.
  */
 async function sendLines(fifo: Deno.FsFile, count: number, interval: number) {
   const encoder = new TextEncoder();
