@@ -125,7 +125,9 @@ Deno.test("SIGINT mid-run: exit 130, writers gone, FIFO and directory gone", asy
   const first = (await lineReader(parent.stdout).next())!;
   const dir = first.match(/FIFO (\S+)\/fifo/)![1];
   // Wait for the event "both writers are running" (they name the FIFO on their command line).
+  const giveUp = Date.now() + DEADLINE;
   while ((await processesMentioning(`${dir}/fifo`)).length < 2) {
+    assert.ok(Date.now() < giveUp, "the writers never showed up");
     assert.equal(
       await exists(dir),
       true,
