@@ -132,7 +132,16 @@ async function bulkFifo(bytes: number): Promise<Pair> {
     stdout: "null",
   }).spawn();
   children.add(writer);
-  const fifo = await Deno.open(path, { read: true }); // Blocks (on a worker thread) until the writer opens.
+  // If the writer dies before it opens the FIFO, open its write end ourselves so that our
+  // open returns (and sees EOF at once) instead of waiting forever.
+  let opened = false;
+  writer.status.then(() => {
+    if (!opened) {
+      Deno.open(path, { write: true }).then((f) => f.close(), () => {});
+    }
+  });
+  const fifo = await Deno.open(path, { read: true }); // Waits (on a worker thread) for the writer.
+  opened = true;
   const buffer = new Uint8Array(65536);
   let received = 0, first = 0;
   while (true) {
