@@ -194,11 +194,13 @@ export function spawnScript(
 
 /**
  * Reads lines from a byte stream one at a time, for tests that wait for a given line (an
- * event) instead of sleeping. `next()` resolves to the next line, or null at EOF.
+ * event) instead of sleeping. `next()` resolves to the next line, or null at EOF; `rest()` to
+ * all that is left; `cancel()` closes the stream (for a pipe, its read end).
  */
 export function lineReader(stream: ReadableStream<Uint8Array>): {
   next: () => Promise<string | null>;
   rest: () => Promise<string>;
+  cancel: () => Promise<void>;
 } {
   const reader = stream.pipeThrough(new TextDecoderStream()).getReader();
   let buffered = "";
@@ -232,6 +234,11 @@ export function lineReader(stream: ReadableStream<Uint8Array>): {
       const all = buffered;
       buffered = "";
       return all;
+    },
+    /** Stops reading and closes the stream: for a pipe, its read end. */
+    async cancel() {
+      done = true;
+      await reader.cancel();
     },
   };
 }

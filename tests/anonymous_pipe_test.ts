@@ -1,0 +1,258 @@
+/**
+ * End-to-end tests of scripts/anonymous_pipe.ts, run as a user runs it: a subprocess with the
+ * header's flags. Every wait is on an event (a line read, a process exit), never on a sleep.
+ */
+import assert from "node:assert/strict";
+import { numberLine, readLines } from "../scripts/anonymous_pipe.ts";
+import {
+  headerRunFlags,
+  lineReader,
+  repoRoot,
+  runDeno,
+  runScript,
+  scriptPath,
+  spawnScript,
+  wholeRunBlock,
+} from "./helpers.ts";
+
+const NAME = "anonymous_pipe.ts";
+const LINE = /^Parent (\d+) got "(Number \d{3})" at (\d+\.\d{3})$/;
+
+/** The pids of a process's children, from `ps`. */
+async function childrenOf(pid: number): Promise<number[]> {
+  const ps = await new Deno.Command("ps", {
+    args: ["-o", "pid=", "--ppid", `${pid}`],
+  }).output();
+  return new TextDecoder().decode(ps.stdout).split(/\s+/).filter(Boolean).map(
+    Number,
+  );
+}
+
+/** True while a process with this pid runs (a zombie, exited but not yet reaped, does not). */
+async function alive(pid: number): Promise<boolean> {
+  const ps = await new Deno.Command("ps", {
+    args: ["-o", "stat=", "-p", `${pid}`],
+  }).output();
+  const state = new TextDecoder().decode(ps.stdout).trim();
+  return state !== "" && !state.startsWith("Z");
+}
+
+Deno.test("the whole run prints what the header shows (pids and times aside)", async () => {
+  const block = wholeRunBlock(NAME);
+  const result = await runDeno(block.denoArgs);
+  const mask = (text: string) =>
+    text.replace(/Parent \d+/g, "Parent <pid>").replace(
+      /at \d+\.\d{3}/g,
+      "at <time>",
+    );
+  assert.equal(result.stderr, "");
+  assert.equal(result.code, 0);
+  assert.equal(mask(result.stdout), mask(block.expected));
+});
+
+Deno.test("the parent prints the article's lines: its own pid, 000..004 wrapping, rising times", async () => {
+  const parent = spawnScript(NAME, ["--count", "12", "--interval", "0"]);
+  const [stdout, stderr, status] = await Promise.all([
+    lineReader(parent.stdout).rest(),
+    lineReader(parent.stderr).rest(),
+    parent.status,
+  ]);
+  assert.equal(stderr, "");
+  assert.equal(status.code, 0);
+  const lines = stdout.trimEnd().split("\n");
+  assert.equal(lines.length, 12);
+  const times: number[] = [];
+  lines.forEach((line, sequence) => {
+    const match = line.match(LINE);
+    assert.ok(match, `unexpected line: ${line}`);
+    assert.equal(
+      Number(match[1]),
+      parent.pid,
+      "the pid printed is the parent's",
+    );
+    assert.equal(match[2], `Number 00${sequence % 5}`);
+    times.push(Number(match[3]));
+  });
+  for (let i = 1; i < times.length; i++) assert.ok(times[i] >= times[i - 1]);
+  assert.ok(
+    Math.abs(times[0] - Date.now() / 1000) < 60,
+    "times are epoch seconds",
+  );
+});
+
+Deno.test("numberLine counts modulo 5, as the article does", () => {
+  assert.deepEqual([0, 1, 4, 5, 9, 10].map(numberLine), [
+    "Number 000",
+    "Number 001",
+    "Number 004",
+    "Number 000",
+    "Number 004",
+    "Number 000",
+  ]);
+});
+
+Deno.test("readLines rebuilds lines cut anywhere: a 1 MiB line, split UTF-8, no final newline", async () => {
+  const long = "x".repeat(1024 * 1024);
+  const text = `short\n${long}\néè€😀\n\nlast without newline`;
+  const bytes = new TextEncoder().encode(text);
+  // Cut into chunks of odd, varying sizes, so lines and characters are split across reads.
+  const chunks: Uint8Array[] = [];
+  for (
+    let start = 0, size = 1;
+    start < bytes.length;
+    size = (size * 7 + 3) % 70_001 + 1
+  ) {
+    chunks.push(bytes.subarray(start, start + size));
+    start += size;
+  }
+  const stream = ReadableStream.from(chunks);
+  const lines: string[] = [];
+  for await (const line of readLines(stream)) lines.push(line);
+  assert.deepEqual(lines, ["short", long, "éè€😀", "", "last without newline"]);
+});
+
+Deno.test("a child killed mid-run makes the parent fail with one clear line, no hang", async () => {
+  const parent = spawnScript(NAME, ["--count", "0", "--interval", "20"]);
+  const stdout = lineReader(parent.stdout);
+  assert.match((await stdout.next())!, LINE); // the child is running: it wrote a line
+  const [childPid] = await childrenOf(parent.pid);
+  Deno.kill(childPid, "SIGKILL");
+  const [stderr, status] = await Promise.all([
+    lineReader(parent.stderr).rest(),
+    parent.status,
+    stdout.rest(),
+  ]);
+  assert.equal(stderr, "error: the child was killed by SIGKILL\n");
+  assert.equal(status.code, 1);
+});
+
+Deno.test("the child exits quietly when its reader goes away (parent killed)", async () => {
+  const parent = spawnScript(NAME, ["--count", "0", "--interval", "5"]);
+  const stdout = lineReader(parent.stdout);
+  assert.match((await stdout.next())!, LINE);
+  const [childPid] = await childrenOf(parent.pid);
+  parent.kill("SIGKILL"); // the parent cannot clean up: the pipe's read end just closes
+  await parent.status;
+  // The child inherited the parent's stderr, so this EOF comes only once the child has exited
+  // too, and anything it printed (a stack trace) would be here.
+  assert.equal(await lineReader(parent.stderr).rest(), "");
+  assert.equal(await alive(childPid), false);
+});
+
+Deno.test("the child alone stops quietly with code 0 when its stdout is closed", async () => {
+  const child = spawnScript(NAME, [
+    "--role",
+    "child",
+    "--count",
+    "0",
+    "--interval",
+    "0",
+  ]);
+  const stdout = lineReader(child.stdout);
+  assert.equal(await stdout.next(), "Number 000");
+  await stdout.cancel(); // close the read end
+  const [stderr, status] = await Promise.all([
+    lineReader(child.stderr).rest(),
+    child.status,
+  ]);
+  assert.equal(stderr, "");
+  assert.equal(status.code, 0);
+});
+
+Deno.test("the parent stops quietly, and stops its child, when its own stdout closes (| head)", async () => {
+  const parent = spawnScript(NAME, ["--count", "0", "--interval", "5"]);
+  const stdout = lineReader(parent.stdout);
+  assert.match((await stdout.next())!, LINE);
+  const [childPid] = await childrenOf(parent.pid);
+  await stdout.cancel(); // what `head` does when it has read enough
+  const [stderr, status] = await Promise.all([
+    lineReader(parent.stderr).rest(),
+    parent.status,
+  ]);
+  assert.equal(stderr, "");
+  assert.equal(status.code, 0);
+  assert.equal(await alive(childPid), false);
+});
+
+Deno.test("Ctrl-C stops both processes: exit 130, no child left, no trace", async () => {
+  // A terminal's Ctrl-C sends SIGINT to the whole foreground process group. `setsid` gives the
+  // parent a group of its own (its pid is the group id), which the test then signals.
+  const parent = new Deno.Command("setsid", {
+    args: [
+      Deno.execPath(),
+      "run",
+      ...headerRunFlags(NAME),
+      scriptPath(NAME),
+      "--count",
+      "0",
+      "--interval",
+      "5",
+    ],
+    cwd: repoRoot,
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const deadline = setTimeout(() => parent.kill("SIGKILL"), 20_000);
+  try {
+    const stdout = lineReader(parent.stdout);
+    assert.match((await stdout.next())!, LINE); // both processes are running
+    const [childPid] = await childrenOf(parent.pid);
+    Deno.kill(-parent.pid, "SIGINT");
+    const [stderr, status] = await Promise.all([
+      lineReader(parent.stderr).rest(),
+      parent.status,
+      stdout.rest(),
+    ]);
+    assert.equal(stderr, "");
+    assert.equal(status.code, 130);
+    assert.equal(await alive(childPid), false);
+  } finally {
+    clearTimeout(deadline);
+  }
+});
+
+Deno.test("SIGINT to the parent alone (kill) also stops the child, exit 130", async () => {
+  const parent = spawnScript(NAME, ["--count", "0", "--interval", "5"]);
+  const stdout = lineReader(parent.stdout);
+  assert.match((await stdout.next())!, LINE);
+  const [childPid] = await childrenOf(parent.pid);
+  parent.kill("SIGINT");
+  const [stderr, status] = await Promise.all([
+    lineReader(parent.stderr).rest(),
+    parent.status,
+    stdout.rest(),
+  ]);
+  assert.equal(stderr, "");
+  assert.equal(status.code, 130);
+  assert.equal(await alive(childPid), false);
+});
+
+for (
+  const [args, problem] of [
+    [["--count", "-1"], "--count"],
+    [["--count=-1"], "--count must be a whole number"],
+    [["--count", "abc"], "--count must be a whole number"],
+    [["--count", "1.5"], "--count must be a whole number"],
+    [["--interval", "soon"], "--interval must be a whole number"],
+    [["--interval=-5"], "--interval must be a whole number"],
+    [["--verbose"], "Unknown option '--verbose'"],
+    [["--role", "boss"], "--role must be parent or child"],
+  ] as const
+) {
+  Deno.test(`usage error for ${args.join(" ")}: one line, exit code 2`, async () => {
+    const result = await runScript(NAME, [...args]);
+    assert.equal(result.code, 2);
+    assert.equal(result.stdout, "");
+    assert.match(result.stderr, /^error: [^\n]+\n$/);
+    assert.ok(result.stderr.includes(problem), result.stderr);
+  });
+}
+
+Deno.test("--help prints the usage and exits 0", async () => {
+  const result = await runScript(NAME, ["--help"]);
+  assert.equal(result.code, 0);
+  assert.match(
+    result.stdout,
+    /^usage: deno run --allow-run=deno scripts\/anonymous_pipe.ts/,
+  );
+});
