@@ -32,8 +32,7 @@
  */
 import { parseArgs } from "node:util";
 
-const USAGE =
-  `usage: deno run --allow-run=deno scripts/anonymous_pipe.ts [options]
+const USAGE = `usage: deno run --allow-run=deno scripts/anonymous_pipe.ts [options]
   --count N      lines the child sends (default 10; 0 sends forever, until Ctrl-C)
   --interval MS  milliseconds between lines (default 1000)
   --help         show this help`;

@@ -29,8 +29,7 @@
  */
 import { parseArgs } from "node:util";
 
-const USAGE =
-  "usage: fifo_many_writers.ts [--writers K] [--lines N] [--long-lines M] [--help]";
+const USAGE = "usage: fifo_many_writers.ts [--writers K] [--lines N] [--long-lines M] [--help]";
 const SHORT_BYTES = 100; // well under PIPE_BUF: one atomic write per line
 const LONG_BYTES = 100_000; // over PIPE_BUF and over the pipe's 64 KiB capacity
 

@@ -125,8 +125,7 @@ function denoExecutable(): string {
 async function printLines(fifo: Deno.FsFile, who: string): Promise<void> {
   const decoder = new TextDecoder();
   let partial = "";
-  const show = (line: string) =>
-    `${who} got "${line}" at ${(Date.now() / 1000).toFixed(3)}`;
+  const show = (line: string) => `${who} got "${line}" at ${(Date.now() / 1000).toFixed(3)}`;
   for await (const chunk of fifo.readable) {
     const lines = (partial + decoder.decode(chunk, { stream: true })).split(
       "\n",

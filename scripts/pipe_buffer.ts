@@ -142,9 +142,7 @@ async function fullPipe(total: number, settleMs: number) {
   }
   const blockedMs = performance.now() - lastAt;
   console.log(
-    `  the child's progress stopped at ${capacity} bytes (${
-      capacity / STEP
-    } steps)`,
+    `  the child's progress stopped at ${capacity} bytes (${capacity / STEP} steps)`,
   );
   // Now read: that frees room in the buffer, and the blocked write returns.
   const stdout = child.stdout.getReader();
@@ -154,9 +152,7 @@ async function fullPipe(total: number, settleMs: number) {
   const resumedMs = performance.now() - readAt;
   let received = first.value?.length ?? 0;
   console.log(
-    `  the parent read ${received} bytes; the writer resumed ${
-      resumedMs.toFixed(0)
-    } ms later`,
+    `  the parent read ${received} bytes; the writer resumed ${resumedMs.toFixed(0)} ms later`,
   );
   // Drain both pipes to the end, or the writer would block again.
   const drainStdout = async () => {

@@ -100,9 +100,7 @@ async function naiveChild(): Promise<void> {
 
 /** Big texts are mostly padding: show the start of a line and its length. */
 function shorten(line: string): string {
-  return line.length <= 64
-    ? line
-    : `${line.slice(0, 40)}... (${line.length} chars)`;
+  return line.length <= 64 ? line : `${line.slice(0, 40)}... (${line.length} chars)`;
 }
 
 let running: Deno.ChildProcess | undefined;
@@ -203,9 +201,9 @@ async function parent(
   );
   // The last line is for benchmarks too: it matches /: (\d+) round trips\/s$/.
   console.log(
-    `Answered ${answered} of ${requests} requests, in order, in ${
-      Math.round(seconds * 1000)
-    } ms: ${Math.round(answered / seconds)} round trips/s`,
+    `Answered ${answered} of ${requests} requests, in order, in ${Math.round(seconds * 1000)} ms: ${
+      Math.round(answered / seconds)
+    } round trips/s`,
   );
 }
 

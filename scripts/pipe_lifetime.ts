@@ -266,9 +266,7 @@ async function main(): Promise<number> {
     if (values.role && error instanceof Deno.errors.BrokenPipe) return 1;
     if (error instanceof Deno.errors.NotCapable) {
       console.error(
-        `error: ${
-          (error as Error).message.split(",")[0]
-        }; run it as the header shows`,
+        `error: ${(error as Error).message.split(",")[0]}; run it as the header shows`,
       );
     } else console.error(`error: ${(error as Error).message}`);
     return 1;

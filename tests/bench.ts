@@ -69,9 +69,7 @@ async function run(
     };
     if (!output.success) {
       throw new Error(
-        `${command} ${
-          args.join(" ")
-        }: exit ${output.code}: ${result.stderr.trim()}`,
+        `${command} ${args.join(" ")}: exit ${output.code}: ${result.stderr.trim()}`,
       );
     }
     return result;
@@ -208,17 +206,11 @@ async function startup(): Promise<Pair> {
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2
-    ? sorted[middle]
-    : (sorted[middle - 1] + sorted[middle]) / 2;
+  return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
 }
 
 const format = (value: number) =>
-  value >= 100
-    ? value.toFixed(0)
-    : value >= 10
-    ? value.toFixed(1)
-    : value.toFixed(2);
+  value >= 100 ? value.toFixed(0) : value >= 10 ? value.toFixed(1) : value.toFixed(2);
 
 function ratios(row: Row): number[] {
   return row.pairs.map((pair) => pair.lesson / pair.reference);
@@ -247,15 +239,9 @@ function table(rows: Row[]): string {
       `| ${row.name} | ${
         format(median(row.pairs.map((p) => p.lesson)))
       } ${row.unit} ${row.lesson} | ` +
-        `${
-          format(median(row.pairs.map((p) => p.reference)))
-        } ${row.unit} ${row.reference} | ` +
-        `${format(median(r))} (${format(Math.min(...r))}-${
-          format(Math.max(...r))
-        }) | ` +
-        `${row.atMost ? "<=" : ">="} ${row.target} | ${
-          met(row) ? "yes" : "**no**"
-        } |`,
+        `${format(median(row.pairs.map((p) => p.reference)))} ${row.unit} ${row.reference} | ` +
+        `${format(median(r))} (${format(Math.min(...r))}-${format(Math.max(...r))}) | ` +
+        `${row.atMost ? "<=" : ">="} ${row.target} | ${met(row) ? "yes" : "**no**"} |`,
     );
   }
   return lines.join("\n");
@@ -354,9 +340,7 @@ async function pickleSection(): Promise<string> {
     "| payload | JSON ms | pickle-like ms | ratio |",
     "| --- | --- | --- | --- |",
     ...results.map((r) =>
-      `| ${r.payload} | ${format(r.jsonMs)} | ${format(r.pickleMs)} | ${
-        format(r.ratio)
-      } |`
+      `| ${r.payload} | ${format(r.jsonMs)} | ${format(r.pickleMs)} | ${format(r.ratio)} |`
     ),
   ].join("\n");
 }
@@ -388,14 +372,12 @@ function chart(sections: Array<{ title: string; rows: Row[] }>): string {
   ];
   for (const tick of [0.1, 0.3, 1, 3, 10, 30, 100]) {
     parts.push(
-      `<line x1="${x(tick)}" y1="35" x2="${x(tick)}" y2="${
-        height - 25
-      }" stroke="${tick === 1 ? "#444" : "#ddd"}"/>`,
+      `<line x1="${x(tick)}" y1="35" x2="${x(tick)}" y2="${height - 25}" stroke="${
+        tick === 1 ? "#444" : "#ddd"
+      }"/>`,
     );
     parts.push(
-      `<text x="${x(tick)}" y="${
-        height - 10
-      }" text-anchor="middle">${tick}x</text>`,
+      `<text x="${x(tick)}" y="${height - 10}" text-anchor="middle">${tick}x</text>`,
     );
   }
   names.forEach((name, i) => {
@@ -415,14 +397,14 @@ function chart(sections: Array<{ title: string; rows: Row[] }>): string {
       const r = ratios(row);
       const value = median(r);
       parts.push(
-        `<rect x="${x(0.05)}" y="${y}" width="${
-          x(value) - x(0.05)
-        }" height="${barHeight}" fill="${colors[s % 2]}"/>`,
+        `<rect x="${x(0.05)}" y="${y}" width="${x(value) - x(0.05)}" height="${barHeight}" fill="${
+          colors[s % 2]
+        }"/>`,
       );
       parts.push(
-        `<line x1="${x(Math.min(...r))}" y1="${y + barHeight / 2}" x2="${
-          x(Math.max(...r))
-        }" y2="${y + barHeight / 2}" stroke="black"/>`,
+        `<line x1="${x(Math.min(...r))}" y1="${y + barHeight / 2}" x2="${x(Math.max(...r))}" y2="${
+          y + barHeight / 2
+        }" stroke="black"/>`,
       );
       parts.push(
         `<line x1="${x(row.target)}" y1="${y - 2}" x2="${x(row.target)}" y2="${
@@ -485,9 +467,7 @@ async function main() {
     await pin(title === "pinned" ? "0" : cpus);
     console.log(
       `\n${
-        title === "pinned"
-          ? "Pinned to CPU 0 (taskset -c 0)"
-          : `Unpinned (CPUs ${cpus})`
+        title === "pinned" ? "Pinned to CPU 0 (taskset -c 0)" : `Unpinned (CPUs ${cpus})`
       }, ${repeat} rounds:`,
     );
     const rows = await measureAll(repeat, bytes, (line) => console.log(line));
@@ -523,9 +503,7 @@ async function writeDocs(
   const path = `${repoRoot}docs/benchmarks.md`;
   const old = await Deno.readTextFile(path).catch(() => "");
   const keep = (title: string) => {
-    const found = blocks.find((block) =>
-      block.startsWith(`<!-- bench:${title} -->`)
-    );
+    const found = blocks.find((block) => block.startsWith(`<!-- bench:${title} -->`));
     if (found) return found;
     const match = new RegExp(
       `<!-- bench:${title} -->[\\s\\S]*?<!-- /bench:${title} -->`,

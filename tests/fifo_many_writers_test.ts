@@ -4,13 +4,7 @@
  * whether a given run tears any of them is up to the scheduler.
  */
 import assert from "node:assert/strict";
-import {
-  lineReader,
-  runDeno,
-  runScript,
-  spawnScript,
-  wholeRunBlock,
-} from "./helpers.ts";
+import { lineReader, runDeno, runScript, spawnScript, wholeRunBlock } from "./helpers.ts";
 
 const NAME = "fifo_many_writers.ts";
 const DEADLINE = 30_000;
@@ -60,9 +54,7 @@ async function exists(path: string): Promise<boolean> {
 /** Command lines of the running processes that mention `text` (the writers name the FIFO). */
 async function processesMentioning(text: string): Promise<string[]> {
   const ps = await new Deno.Command("ps", { args: ["-eo", "args"] }).output();
-  return new TextDecoder().decode(ps.stdout).split("\n").filter((line) =>
-    line.includes(text)
-  );
+  return new TextDecoder().decode(ps.stdout).split("\n").filter((line) => line.includes(text));
 }
 
 Deno.test("the whole run: 4 writers x 10,000 short lines arrive with zero torn lines", async () => {

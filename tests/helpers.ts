@@ -63,9 +63,7 @@ export interface WholeRun {
  */
 export function wholeRunBlock(name: string): WholeRun {
   const lines = readHeader(name).split("\n");
-  const start = lines.findIndex((line) =>
-    line.includes("The whole run prints:")
-  );
+  const start = lines.findIndex((line) => line.includes("The whole run prints:"));
   if (start < 0) throw new Error(`${name}: no "The whole run prints:" block`);
   const body: string[] = [];
   let inFence = false;

@@ -4,13 +4,7 @@
  * Every wait is on an event (a line printed, a process exit), never on a sleep.
  */
 import assert from "node:assert/strict";
-import {
-  lineReader,
-  runDeno,
-  runScript,
-  spawnScript,
-  wholeRunBlock,
-} from "./helpers.ts";
+import { lineReader, runDeno, runScript, spawnScript, wholeRunBlock } from "./helpers.ts";
 
 const NAME = "named_fifo.ts";
 const DEADLINE = 20_000;

@@ -1,11 +1,5 @@
 import assert from "node:assert/strict";
-import {
-  lineReader,
-  runDeno,
-  runScript,
-  spawnScript,
-  wholeRunBlock,
-} from "./helpers.ts";
+import { lineReader, runDeno, runScript, spawnScript, wholeRunBlock } from "./helpers.ts";
 
 const name = "pipe_buffer.ts";
 
@@ -44,8 +38,7 @@ function maskTimes(text: string): string {
 }
 
 Deno.test({
-  name:
-    "pipe_buffer: the capacity is the kernel's, the writer blocks, resumes, and EOF comes",
+  name: "pipe_buffer: the capacity is the kernel's, the writer blocks, resumes, and EOF comes",
   ignore: Deno.build.os !== "linux",
   async fn() {
     const delayMs = 300;
@@ -80,8 +73,7 @@ Deno.test({
 });
 
 Deno.test({
-  name:
-    "pipe_buffer: the whole-run block in the header is what the command prints",
+  name: "pipe_buffer: the whole-run block in the header is what the command prints",
   ignore: Deno.build.os !== "linux",
   async fn() {
     const block = wholeRunBlock(name);

@@ -1,16 +1,9 @@
 import assert from "node:assert/strict";
-import {
-  lineReader,
-  runDeno,
-  runScript,
-  spawnScript,
-  wholeRunBlock,
-} from "./helpers.ts";
+import { lineReader, runDeno, runScript, spawnScript, wholeRunBlock } from "./helpers.ts";
 
 const name = "pipe_duplex.ts";
 /** The final line's format, which benchmarks parse. */
-const rateLine =
-  /^Answered (\d+) of (\d+) requests, in order, in \d+ ms: (\d+) round trips\/s$/m;
+const rateLine = /^Answered (\d+) of (\d+) requests, in order, in \d+ ms: (\d+) round trips\/s$/m;
 
 function mask(text: string): string {
   return text

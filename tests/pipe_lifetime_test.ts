@@ -1,11 +1,5 @@
 import assert from "node:assert/strict";
-import {
-  lineReader,
-  runDeno,
-  runScript,
-  spawnScript,
-  wholeRunBlock,
-} from "./helpers.ts";
+import { lineReader, runDeno, runScript, spawnScript, wholeRunBlock } from "./helpers.ts";
 
 const name = "pipe_lifetime.ts";
 const linux = Deno.build.os === "linux";
@@ -30,8 +24,7 @@ function exists(path: string): boolean {
 }
 
 Deno.test({
-  name:
-    "pipe_lifetime: the whole-run block in the header is what the command prints",
+  name: "pipe_lifetime: the whole-run block in the header is what the command prints",
   ignore: !linux,
   async fn() {
     const block = wholeRunBlock(name);
@@ -42,8 +35,7 @@ Deno.test({
 });
 
 Deno.test({
-  name:
-    "pipe_lifetime: one pipe inode until no end is left; the FIFO's name outlives its users",
+  name: "pipe_lifetime: one pipe inode until no end is left; the FIFO's name outlives its users",
   ignore: !linux,
   async fn() {
     const result = await runScript(name);
@@ -76,8 +68,7 @@ Deno.test({
 });
 
 Deno.test({
-  name:
-    "pipe_lifetime: Ctrl-C mid-lesson exits 130 and removes the FIFO and its directory",
+  name: "pipe_lifetime: Ctrl-C mid-lesson exits 130 and removes the FIFO and its directory",
   ignore: !linux,
   async fn() {
     await using lesson = spawnScript(name);

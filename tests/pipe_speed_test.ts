@@ -7,14 +7,7 @@
  * @module
  */
 import assert from "node:assert/strict";
-import {
-  lineReader,
-  repoRoot,
-  runDeno,
-  runScript,
-  spawnScript,
-  wholeRunBlock,
-} from "./helpers.ts";
+import { lineReader, repoRoot, runDeno, runScript, spawnScript, wholeRunBlock } from "./helpers.ts";
 
 const SCRIPT = "pipe_speed.ts";
 
