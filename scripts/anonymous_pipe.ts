@@ -20,12 +20,12 @@
  *
  * ```
  * $ deno run --allow-run=deno scripts/anonymous_pipe.ts --count 6 --interval 200
- * Parent 4242 got "Number 000" at 1764169200.123
- * Parent 4242 got "Number 001" at 1764169200.325
- * Parent 4242 got "Number 002" at 1764169200.527
- * Parent 4242 got "Number 003" at 1764169200.729
- * Parent 4242 got "Number 004" at 1764169200.931
- * Parent 4242 got "Number 000" at 1764169201.133
+ * Parent 26666 got "Number 000" at 1795703578.238
+ * Parent 26666 got "Number 001" at 1795703578.436
+ * Parent 26666 got "Number 002" at 1795703578.637
+ * Parent 26666 got "Number 003" at 1795703578.840
+ * Parent 26666 got "Number 004" at 1795703579.041
+ * Parent 26666 got "Number 000" at 1795703579.245
  * ```
  *
  * @module
@@ -133,13 +133,14 @@ async function runParent(count: number, intervalMs: number): Promise<number> {
   // Ctrl-C sends SIGINT to every process of the terminal's foreground group, child included;
   // `kill` sends it to the parent alone. Either way: stop the child, read to EOF, exit 128+n.
   let stoppedBy: "SIGINT" | "SIGTERM" | null = null;
-  const stop = (signal: "SIGINT" | "SIGTERM") => () => {
+  const stopChild = (signal: "SIGINT" | "SIGTERM") => {
     stoppedBy = signal;
     try {
       child.kill("SIGTERM");
     } catch { /* it has already exited */ }
   };
-  const onInterrupt = stop("SIGINT"), onTerminate = stop("SIGTERM");
+  const onInterrupt = () => stopChild("SIGINT");
+  const onTerminate = () => stopChild("SIGTERM");
   Deno.addSignalListener("SIGINT", onInterrupt);
   Deno.addSignalListener("SIGTERM", onTerminate);
 
