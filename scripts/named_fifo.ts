@@ -9,66 +9,56 @@
  * The article's own program: a writer sends `Number 000`, `Number 001`, ... through a FIFO made
  * with `mkfifo`, and a reader prints each line. A FIFO has a name in the file system, so it also
  * joins processes with no common parent (claim 4), and its file stays until removed (claim 5).
- * Unix only. Read and write are unscoped because the FIFO lives in a fresh temporary directory
- * whose place depends on the system; with your own path you can narrow them, e.g.
- * `--allow-run=mkfifo --allow-read=/tmp/demo.fifo --allow-write=/tmp/demo.fifo`.
- * Options: `--role reader|writer --path P` runs one side only (two terminals, either order, or
- * `echo hi > P` / `cat P` as the other side); `--count N` lines (0: no end), `--interval MS`;
- * `--keep-open` (reader) serves writer after writer until Ctrl-C. A FIFO the script created is
- * removed on every exit; an existing FIFO is used and left; anything else at P is refused.
- * Exit codes: 0 done, 1 error (the writer's reader went away, P is not a FIFO), 2 usage,
- * 130 Ctrl-C, 143 SIGTERM.
+ * Unix only. Read and write are unscoped because the FIFO lives in a fresh temporary directory;
+ * with your own path, narrow them: `--allow-run=mkfifo --allow-read=P --allow-write=P`.
+ * Options (see --help): `--role reader|writer --path P` runs one side only (two terminals, or
+ * `echo hi > P` / `cat P` as the other side), `--count N`, `--interval MS`, `--keep-open`.
+ * A FIFO the script made is removed on every exit; an existing one is left; anything else at P
+ * is refused. Exit codes: 0 done (or stdout closed), 1 error, 2 usage, 130 Ctrl-C, 143 SIGTERM.
  *
  * The whole run prints:
  *
  * ```
  * $ deno run --allow-run=deno,mkfifo --allow-read --allow-write scripts/named_fifo.ts --count 6 --interval 200
- * Parent 8845 made the FIFO /tmp/named_fifo_1b290426f3a92b44/fifo and started writer 8853
- * Parent 8845 got "Number 000" at 1795702977.413
- * Parent 8845 got "Number 001" at 1795702977.615
- * Parent 8845 got "Number 002" at 1795702977.818
- * Parent 8845 got "Number 003" at 1795702978.019
- * Parent 8845 got "Number 004" at 1795702978.222
- * Parent 8845 got "Number 000" at 1795702978.423
- * Parent 8845 saw EOF: every writer has closed the FIFO
+ * Parent 30395 made the FIFO /tmp/named_fifo_20f0c389837030d7/fifo and started writer 30403
+ * Parent 30395 got "Number 000" at 1795703654.076
+ * Parent 30395 got "Number 001" at 1795703654.277
+ * Parent 30395 got "Number 002" at 1795703654.480
+ * Parent 30395 got "Number 003" at 1795703654.683
+ * Parent 30395 got "Number 004" at 1795703654.884
+ * Parent 30395 got "Number 000" at 1795703655.086
+ * Parent 30395 saw EOF: every writer has closed the FIFO
  * ```
  *
  * @module
  */
 import { parseArgs } from "node:util";
 
-const USAGE = "usage: named_fifo.ts [--role reader|writer --path P] " +
-  "[--count N] [--interval MS] [--keep-open] [--help]";
-const HELP = `${USAGE}
+const HELP = `usage: named_fifo.ts [--role reader|writer --path P] [options]
   (no --role)           make a FIFO in a temporary directory, start a writer, read it
   --role reader|writer  be one side only, on the FIFO at --path P (made if missing)
   --count N             lines the writer sends (default 10; 0: until Ctrl-C)
   --interval MS         milliseconds between lines (default 1000)
   --keep-open           reader: keep serving writer after writer, until Ctrl-C`;
 
-/** A one-line failure the user can act on (no stack trace): exit 1. */
-class Refusal extends Error {}
-/** A mistake on the command line: exit 2 with the usage line. */
+/** A mistake on the command line: one line, exit 2. */
 class UsageError extends Error {}
+/** An expected failure the user can act on: one line, no stack trace, exit 1. */
+class Refusal extends Error {}
 
-/** Cleanup steps, run last-in first-out by {@link exitWith} on every exit path. */
+// What to undo (stop the writer, remove the FIFO), run last-in first-out on every exit path.
 const cleanups: (() => void | Promise<void>)[] = [];
-
-async function cleanUp(): Promise<void> {
-  for (const step of cleanups.splice(0).reverse()) {
-    try {
-      await step();
-    } catch { /* best effort: keep cleaning */ }
-  }
-}
-
 let exiting = false;
 
 /** Cleans up and exits. The first call wins: a signal may arrive while main is ending too. */
 async function exitWith(code: number): Promise<never> {
-  if (exiting) return await new Promise<never>(() => {});
+  if (exiting) return await new Promise<never>(() => {}); // the first call is exiting
   exiting = true;
-  await cleanUp();
+  for (const step of cleanups.reverse()) {
+    try {
+      await step();
+    } catch { /* best effort: keep cleaning */ }
+  }
   Deno.exit(code);
 }
 
@@ -100,7 +90,8 @@ export async function ensureFifo(path: string): Promise<boolean> {
   const made = await new Deno.Command("mkfifo", {
     args: ["-m", "600", "--", path],
     stderr: "piped",
-  }).output();
+  })
+    .output();
   if (made.success) return true;
   // Two copies started at once may both try: if the other one won, its FIFO is fine for us.
   if (await whatIsAt(path) === "a FIFO") return false;
@@ -118,23 +109,41 @@ function denoExecutable(): string {
   return status.state === "granted" ? self : "deno";
 }
 
+const encoder = new TextEncoder();
+
+/**
+ * Writes to our stdout with `writeSync`, looping because a write may take only part of the bytes.
+ * Not `console.log`: it silently ignores a closed stdout, so `... | head -3` would never end.
+ * This throws BrokenPipe instead, and the caller stops.
+ */
+function writeOut(text: string): void {
+  const bytes = encoder.encode(text);
+  for (let written = 0; written < bytes.length;) {
+    written += Deno.stdout.writeSync(bytes.subarray(written));
+  }
+}
+
 /**
  * Prints every line read from the FIFO until EOF. One reader over the whole stream, and we split
  * lines ourselves: a chunk may hold many lines, or end in the middle of one.
  */
 async function printLines(fifo: Deno.FsFile, who: string): Promise<void> {
+  const got = (line: string) => `${who} got "${line}" at ${(Date.now() / 1000).toFixed(3)}\n`;
   const decoder = new TextDecoder();
-  let partial = "";
-  const show = (line: string) => `${who} got "${line}" at ${(Date.now() / 1000).toFixed(3)}`;
+  let partial = ""; // the start of a line whose end has not arrived yet
   for await (const chunk of fifo.readable) {
-    const lines = (partial + decoder.decode(chunk, { stream: true })).split(
-      "\n",
-    );
-    partial = lines.pop()!;
-    if (lines.length > 0) console.log(lines.map(show).join("\n"));
+    const text = decoder.decode(chunk, { stream: true });
+    const lastNewline = text.lastIndexOf("\n");
+    if (lastNewline < 0) {
+      partial += text; // a long line: only look for its end in what arrives next
+      continue;
+    }
+    const lines = (partial + text.slice(0, lastNewline)).split("\n");
+    partial = text.slice(lastNewline + 1);
+    writeOut(lines.map(got).join(""));
   }
-  if (partial !== "") console.log(show(partial));
-  console.log(`${who} saw EOF: every writer has closed the FIFO`);
+  if (partial !== "") writeOut(got(partial));
+  writeOut(`${who} saw EOF: every writer has closed the FIFO\n`);
 }
 
 /**
@@ -144,105 +153,98 @@ async function printLines(fifo: Deno.FsFile, who: string): Promise<void> {
  * would kill a C program with SIGPIPE; Deno ignores that signal, so the write throws BrokenPipe.
  */
 async function sendLines(fifo: Deno.FsFile, count: number, interval: number) {
-  const encoder = new TextEncoder();
   for (let sent = 0; count === 0 || sent < count; sent++) {
     if (sent > 0) await new Promise((wake) => setTimeout(wake, interval));
-    const line = `Number ${String(sent % 5).padStart(3, "0")}\n`;
     try {
-      fifo.writeSync(encoder.encode(line));
+      fifo.writeSync(encoder.encode(`Number ${String(sent % 5).padStart(3, "0")}\n`));
     } catch (error) {
       if (!(error instanceof Deno.errors.BrokenPipe)) throw error;
-      throw new Refusal(
-        `the reader closed the FIFO after ${sent} lines (broken pipe)`,
-      );
+      throw new Refusal(`the reader closed the FIFO after ${sent} lines (broken pipe)`);
     }
   }
   fifo.close(); // the reader sees EOF once every writer has closed
 }
 
-const OPTIONS = {
-  role: { type: "string" },
-  path: { type: "string" },
-  count: { type: "string", default: "10" },
-  interval: { type: "string", default: "1000" },
-  "keep-open": { type: "boolean", default: false },
-  help: { type: "boolean", default: false },
-} as const;
+/** The options, as parseArgs returns them; any mistake is a one-line UsageError. */
+function parseCommandLine(args: string[]) {
+  try {
+    return parseArgs({
+      args,
+      strict: true,
+      options: {
+        role: { type: "string" },
+        path: { type: "string" },
+        count: { type: "string", default: "10" },
+        interval: { type: "string", default: "1000" },
+        "keep-open": { type: "boolean", default: false },
+        help: { type: "boolean", default: false },
+      },
+    }).values;
+  } catch (error) {
+    throw new UsageError((error as Error).message.replaceAll("\n", " "));
+  }
+}
+
+/** A whole number >= 0 from option `--name`, or a UsageError naming it. */
+function wholeNumber(name: string, text: string): number {
+  if (!/^\d+$/.test(text) || !Number.isSafeInteger(Number(text))) {
+    throw new UsageError(`--${name} wants a whole number >= 0, got "${text}"`);
+  }
+  return Number(text);
+}
 
 async function main(args: string[]): Promise<void> {
-  const { values: opts } = (() => {
-    try {
-      return parseArgs({ args, options: OPTIONS, strict: true });
-    } catch (error) {
-      throw new UsageError((error as Error).message.split("\n")[0]); // one line
-    }
-  })();
-  if (opts.help) return console.log(HELP);
-  const count = Number(opts.count), interval = Number(opts.interval);
-  if (!Number.isInteger(count) || count < 0) {
-    throw new UsageError("--count wants N >= 0");
+  const opts = parseCommandLine(args);
+  if (opts.help) {
+    console.log(HELP);
+    return;
   }
-  if (!Number.isInteger(interval) || interval < 0) {
-    throw new UsageError("--interval wants MS >= 0");
-  }
-  if (opts.role && !["reader", "writer"].includes(opts.role)) {
-    throw new UsageError("--role is reader or writer");
-  }
-  if ((opts.role === undefined) !== (opts.path === undefined)) {
-    throw new UsageError("--role and --path go together");
-  }
-  if (opts["keep-open"] && opts.role !== "reader") {
-    throw new UsageError("--keep-open is for --role reader");
-  }
+  const count = wholeNumber("count", opts.count);
+  const interval = wholeNumber("interval", opts.interval);
+  const { role, path } = opts;
+  const oneSide = role !== undefined;
+  if (oneSide && role !== "reader" && role !== "writer") throw new UsageError(`bad --role ${role}`);
+  if (oneSide !== (path !== undefined)) throw new UsageError("--role and --path go together");
+  if (opts["keep-open"] && role !== "reader") throw new UsageError("--keep-open is for readers");
   if (Deno.build.os === "windows") {
-    throw new Refusal(
-      "FIFOs are POSIX-only (Windows named pipes are another API): use Linux or macOS",
-    );
+    throw new Refusal("FIFOs are POSIX-only (Windows named pipes are another API)");
   }
   // Opening a FIFO blocks until the other end opens. Deno.open waits in a worker thread, so the
   // event loop still runs these listeners, and Ctrl-C removes the FIFO even while we wait.
   Deno.addSignalListener("SIGINT", () => exitWith(130));
   Deno.addSignalListener("SIGTERM", () => exitWith(143));
 
-  if (opts.role) {
-    const path = opts.path!;
+  if (oneSide && path !== undefined) {
     if (await ensureFifo(path)) cleanups.push(() => Deno.remove(path));
-    const who = `${opts.role === "reader" ? "Reader" : "Writer"} ${Deno.pid}`;
-    if (opts.role === "writer") {
+    if (role === "writer") {
+      const who = `Writer ${Deno.pid}`;
       console.error(`${who}: waiting for a reader on ${path}`);
       await sendLines(await Deno.open(path, { write: true }), count, interval);
-      return console.error(`${who}: done, closed ${path}`);
+      console.error(`${who}: done, closed ${path}`);
+      return;
     }
+    const who = `Reader ${Deno.pid}`;
     console.log(`${who}: waiting for a writer on ${path}`);
     const fifo = await Deno.open(path, { read: true });
     // The server pattern: our own spare write end means "every writer has closed" never
     // happens, so there is no EOF between one writer leaving and the next one arriving.
     if (opts["keep-open"]) await Deno.open(path, { write: true });
-    return await printLines(fifo, who);
+    await printLines(fifo, who);
+    return;
   }
 
   // Default run, like the article: make the FIFO, start the writer as a second copy of this
-  // script (Deno has no fork), and read. The child may only open the FIFO, nothing else.
+  // script (Deno has no fork), and read.
   const dir = await Deno.makeTempDir({ prefix: "named_fifo_" });
   cleanups.push(() => Deno.remove(dir));
-  const path = `${dir}/fifo`;
-  await ensureFifo(path);
-  cleanups.push(() => Deno.remove(path));
+  const fifoPath = `${dir}/fifo`;
+  await ensureFifo(fifoPath);
+  cleanups.push(() => Deno.remove(fifoPath));
+  const permissions = [`--allow-read=${fifoPath}`, `--allow-write=${fifoPath}`]; // nothing else
+  const asWriter = ["--role", "writer", "--path", fifoPath];
+  const lines = ["--count", opts.count, "--interval", opts.interval];
   const command = new Deno.Command(denoExecutable(), {
-    args: [
-      "run",
-      `--allow-read=${path}`,
-      `--allow-write=${path}`,
-      import.meta.filename!,
-      "--role",
-      "writer",
-      "--path",
-      path,
-      "--count",
-      `${count}`,
-      "--interval",
-      `${interval}`,
-    ],
+    args: ["run", ...permissions, import.meta.filename!, ...asWriter, ...lines],
     stdout: "null",
     stderr: "piped", // its "waiting" chatter; shown only if it fails
   });
@@ -250,28 +252,24 @@ async function main(args: string[]): Promise<void> {
   try {
     writer = command.spawn();
   } catch (error) {
-    if (!(error instanceof Deno.errors.NotCapable)) throw error;
-    throw new Refusal("starting the writer needs --allow-run=deno");
+    if (error instanceof Deno.errors.NotCapable) {
+      throw new Refusal("starting the writer needs --allow-run=deno");
+    }
+    throw error;
   }
   cleanups.push(async () => {
-    writer.kill("SIGTERM");
+    writer.kill("SIGTERM"); // throws if it has ended already: then there is nothing to wait for
     await writer.status; // no child outlives us
   });
   const writerSays = new Response(writer.stderr).text();
-  console.log(
-    `Parent ${Deno.pid} made the FIFO ${path} and started writer ${writer.pid}`,
-  );
+  console.log(`Parent ${Deno.pid} made the FIFO ${fifoPath} and started writer ${writer.pid}`);
   // If the writer dies before it opens the FIFO, our open would wait forever: race them.
-  const opening = Deno.open(path, { read: true });
+  const opening = Deno.open(fifoPath, { read: true });
   const early = await Promise.race([opening.then(() => null), writer.status]);
-  if (early && !early.success) {
-    throw new Refusal(`writer failed: ${(await writerSays).trim()}`);
-  }
+  if (early && !early.success) throw new Refusal(`writer failed: ${(await writerSays).trim()}`);
   await printLines(await opening, `Parent ${Deno.pid}`);
   const status = await writer.status;
-  if (!status.success) {
-    throw new Refusal(`writer failed: ${(await writerSays).trim()}`);
-  }
+  if (!status.success) throw new Refusal(`writer failed: ${(await writerSays).trim()}`);
 }
 
 if (import.meta.main) {
@@ -279,17 +277,18 @@ if (import.meta.main) {
     await main(Deno.args);
     await exitWith(0);
   } catch (error) {
-    if (exiting) await exitWith(1); // a signal is ending the run: a writer it killed is no news
-    const usage = error instanceof UsageError;
-    const expected = usage || error instanceof Refusal ||
-      error instanceof Deno.errors.NotCapable ||
-      error instanceof Deno.errors.PermissionDenied ||
-      error instanceof Deno.errors.NotFound;
-    if (!expected) {
-      await cleanUp(); // a bug: still remove what we made, then show the stack trace
-      throw error;
+    // A signal is ending the run: the exit code is the signal's, and a writer it killed is no news.
+    if (exiting) await exitWith(1);
+    if (error instanceof UsageError) {
+      console.error(`error: ${error.message} (see --help)`);
+      await exitWith(2);
     }
-    console.error(`error: ${error.message}${usage ? `\n${USAGE}` : ""}`);
-    await exitWith(usage ? 2 : 1);
+    // Our stdout was closed (`... | head -3`): stop quietly, as a Unix tool does.
+    if (error instanceof Deno.errors.BrokenPipe) await exitWith(0);
+    const expected = error instanceof Refusal || error instanceof Deno.errors.NotCapable ||
+      error instanceof Deno.errors.PermissionDenied || error instanceof Deno.errors.NotFound;
+    // An expected failure is one line; anything else is a bug, shown with its stack trace.
+    console.error(expected ? `error: ${(error as Error).message}` : error);
+    await exitWith(1);
   }
 }

@@ -75,23 +75,41 @@ Deno.test("the whole run prints what the header shows, and leaves nothing behind
   assert.equal(await exists(fifo), false, "the temporary directory is gone");
 });
 
-Deno.test("usage: --help, and a bad option is one line plus usage, exit 2", async () => {
+Deno.test("usage: --help; a bad option is one line `error: ... (see --help)`, exit 2", async () => {
   const help = await runScript(NAME, ["--help"]);
   assert.equal(help.code, 0);
   assert.match(help.stdout, /^usage: /);
-  for (
-    const args of [["--bogus"], ["--role", "reader"], ["--count", "x"], [
-      "--count",
-      "-1",
-    ]]
-  ) {
-    const bad = await runScript(NAME, args);
-    assert.equal(bad.code, 2, args.join(" "));
-    const lines = bad.stderr.trimEnd().split("\n");
-    assert.equal(lines.length, 2);
-    assert.match(lines[0], /^error: /);
-    assert.match(lines[1], /^usage: /);
-  }
+  const mistakes = [
+    ["--bogus"],
+    ["--role", "reader"],
+    ["--count", "x"],
+    ["--count", "-1"],
+    ["--interval", "1.5"],
+    ["--role", "both", "--path", "p"],
+    ["--keep-open"],
+  ];
+  const results = await Promise.all(mistakes.map((args) => runScript(NAME, args)));
+  results.forEach((bad, i) => {
+    assert.equal(bad.code, 2, mistakes[i].join(" "));
+    assert.match(bad.stderr, /^error: [^\n]+ \(see --help\)\n$/, mistakes[i].join(" "));
+    assert.equal(bad.stdout, "");
+  });
+});
+
+Deno.test("a closed stdout (like `| head -2`) ends the run quietly: exit 0, nothing left", async () => {
+  await using parent = spawnScript(NAME, ["--count", "0", "--interval", "20"], {
+    timeoutMs: DEADLINE,
+  });
+  const out = lineReader(parent.stdout);
+  const [, dir, writerPid] = (await out.next())!.match(
+    /FIFO (\S+)\/fifo and started writer (\d+)/,
+  )!;
+  assert.match((await out.next())!, /got "Number 000"/);
+  await out.cancel(); // as `head` does when it has had enough: our stdout's read end closes
+  assert.equal((await parent.status).code, 0);
+  assert.equal(await new Response(parent.stderr).text(), "", "no stack trace, no message");
+  assert.equal(await exists(dir), false);
+  assert.equal(await alive(Number(writerPid)), false);
 });
 
 Deno.test("reader first, then an unrelated writer: the reader made the FIFO and removes it", async () => {
