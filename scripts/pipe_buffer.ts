@@ -5,11 +5,12 @@
  * @run deno run --allow-run=deno scripts/pipe_buffer.ts
  * @resource {https://man7.org/linux/man-pages/man7/pipe.7.html} Man page: pipe(7), "Pipe capacity"
  *
- * Proves three claims of the article: a pipe is a small kernel buffer, a writer to a full pipe
- * waits until the other end reads, and a reader of an empty pipe waits until the other end
- * writes (then gets EOF, not an error, once the writer closes). Unix only.
- * Options: --total BYTES the child writes (default 262144), --settle MS of silence that counts
- * as "blocked" (default 300), --delay MS before the parent writes to the empty pipe (default 500).
+ * A child writes into a pipe its parent does not read, until the kernel's small buffer is full
+ * and the write stops returning; then a child reads a pipe nobody has written, and waits. Proves
+ * the article's claims 1-3: a pipe is a small kernel buffer, a writer to a full pipe waits until
+ * the other end reads, a reader of an empty pipe waits until the other end writes (and gets EOF,
+ * not an error, once the writer closes). Unix only.
+ * Options: --total, --settle, --delay (see --help).
  *
  * The whole run prints:
  *
@@ -17,26 +18,23 @@
  * $ deno run --allow-run=deno scripts/pipe_buffer.ts
  * A full pipe: the child writes 4096-byte steps into its stdout; the parent does not read yet.
  *   the child's progress stopped at 65536 bytes (16 steps)
- *   the parent read 65536 bytes; the writer resumed 1 ms later
+ *   after 303 ms without progress, the parent read 65536 bytes
+ *   the writer resumed 0 ms later
+ *   it wrote all 262144 bytes, and the parent read every one
  * An empty pipe: the child reads its stdin; the parent writes after 500 ms.
- *   the child got 6 bytes, then EOF (null), not an error
- *
- * | figure                                     |  value |
- * | ------------------------------------------ | -----: |
- * | pipe capacity, bytes written unread        |  65536 |
- * | writer blocked until the parent read (ms)  |    303 |
- * | bytes written in total, after resuming     | 262144 |
- * | empty-pipe reader waited (ms)              |    503 |
- * | writer's delay before writing (ms)         |    500 |
+ *   the child waited 502 ms, got 6 bytes, then EOF (null), not an error
  * ```
  *
  * @module
  */
 import { parseArgs } from "node:util";
 
-const usage =
-  "usage: deno run --allow-run=deno scripts/pipe_buffer.ts [--total BYTES] [--settle MS] [--delay MS]";
-const STEP = 4096; // Linux counts a pipe in 4096-byte pages, so 4096-byte steps measure it exactly.
+const HELP = `usage: deno run --allow-run=deno scripts/pipe_buffer.ts [options]
+  --total BYTES  bytes the writer child writes (default 262144, more than the pipe holds)
+  --settle MS    silence that counts as "the write is blocked" (default 300)
+  --delay MS     wait before writing to the empty pipe's reader (default 500)
+  --help         show this help`;
+const STEP = 4096; // Linux counts a pipe in 4096-byte pages, so 4096-byte steps measure it exactly
 const encoder = new TextEncoder();
 const children = new Set<Deno.ChildProcess>();
 
@@ -64,10 +62,8 @@ function spawnChild(role: string, ...args: string[]): Deno.ChildProcess {
   return child;
 }
 
-/** Reads a byte stream line by line, keeping a line that arrives split across chunks. */
-function lines(
-  stream: ReadableStream<Uint8Array>,
-): () => Promise<string | null> {
+/** Reads a byte stream line by line (null at EOF), keeping a line split across chunks. */
+function lineReader(stream: ReadableStream<Uint8Array>): () => Promise<string | null> {
   const reader = stream.pipeThrough(new TextDecoderStream()).getReader();
   let buffered = "";
   return async () => {
@@ -82,190 +78,173 @@ function lines(
   };
 }
 
-/** Resolves to `value` after `ms` milliseconds; the timer is cleared when `cancel` settles. */
-function after<T>(ms: number, value: T, cancel: Promise<unknown>): Promise<T> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => resolve(value), ms);
-    cancel.finally(() => clearTimeout(timer));
-  });
-}
-
-// Child "writer": writes 4096-byte steps into stdout, and after each one a progress line on
-// stderr, a second pipe that the parent does read. writeSync does not return while the pipe is
-// full, so the progress lines stop exactly at the pipe's capacity.
+// Child "writer": 4096-byte steps into stdout, and after each a progress line on stderr, a second
+// pipe that the parent does read. writeSync does not return while the pipe is full, so the
+// progress lines stop exactly at the pipe's capacity.
 function writer(total: number): void {
   const step = new Uint8Array(STEP).fill(0x78);
-  for (let written = 0; written < total;) {
+  let written = 0;
+  while (written < total) {
     written += Deno.stdout.writeSync(step);
     Deno.stderr.writeSync(encoder.encode(`wrote ${written}\n`));
   }
 }
 
-// Child "reader": tells the parent it is about to read, then reads its empty stdin. The clock
-// starts before the parent is told, so the wait it reports cannot be shorter than the delay.
+// Child "reader": says it is about to read, then reads its empty stdin. Its clock starts before
+// the parent hears that, so the wait it reports cannot be shorter than the parent's delay.
 function reader(): void {
   const buffer = new Uint8Array(64);
   const start = performance.now();
   Deno.stdout.writeSync(encoder.encode("reading\n"));
   const bytes = Deno.stdin.readSync(buffer); // blocks: nobody has written yet
-  const waitedMs = performance.now() - start;
-  const after = Deno.stdin.readSync(buffer); // null once every write end is closed
-  const report = {
-    bytes,
-    waitedMs,
-    after: after === null ? "EOF (null)" : after,
-  };
-  Deno.stdout.writeSync(encoder.encode(JSON.stringify(report) + "\n"));
+  const waitedMs = Math.round(performance.now() - start);
+  const next = Deno.stdin.readSync(buffer); // null once every write end is closed: EOF
+  const then = next === null ? "EOF (null), not an error" : `${next} more bytes`;
+  const report = `waited ${waitedMs} ms, got ${bytes} bytes, then ${then}\n`;
+  Deno.stdout.writeSync(encoder.encode(report));
 }
 
 /** Part 1: measures the pipe's capacity by not reading, then reads and sees the writer resume. */
-async function fullPipe(total: number, settleMs: number) {
+async function fullPipe(total: number, settleMs: number): Promise<void> {
   console.log(
     "A full pipe: the child writes 4096-byte steps into its stdout; the parent does not read yet.",
   );
   const child = spawnChild("writer", "--total", String(total));
   child.stdin.close();
-  const progress = lines(child.stderr);
-  const bytesIn = (line: string) => Number(line.split(" ")[1]);
-  // The first line only says that the child has started (Deno takes a moment), so wait for it as
-  // an event; after it, silence for --settle ms means the next writeSync has not returned.
+  const progress = lineReader(child.stderr);
+  const bytesIn = (line: string | null) => Number(line?.split(" ")[1] ?? 0);
+  // From outside, a write that has not returned looks like silence: no progress line for
+  // --settle ms. (A child descheduled that long on a loaded machine would look blocked too,
+  // so raise --settle there.)
   let next = progress();
-  let line = await next;
-  let capacity = 0, lastAt = 0;
-  while (line !== "settled") {
-    if (line === null) {
-      throw new Error(`all ${total} bytes fitted; raise --total`);
-    }
-    capacity = bytesIn(line), lastAt = performance.now();
+  let line = await next; // awaited as an event, with no time limit: Deno takes a while to start
+  let capacity = 0;
+  let lastAt = 0;
+  while (line !== "blocked") {
+    if (line === null) throw new Error(`all ${total} bytes fitted in the pipe; raise --total`);
+    capacity = bytesIn(line);
+    lastAt = performance.now();
     next = progress();
-    line = await Promise.race([next, after(settleMs, "settled", next)]);
+    const silence = Promise.withResolvers<string>();
+    const timer = setTimeout(() => silence.resolve("blocked"), settleMs);
+    line = await Promise.race([next, silence.promise]);
+    clearTimeout(timer);
   }
-  const blockedMs = performance.now() - lastAt;
-  console.log(
-    `  the child's progress stopped at ${capacity} bytes (${capacity / STEP} steps)`,
-  );
+  console.log(`  the child's progress stopped at ${capacity} bytes (${capacity / STEP} steps)`);
   // Now read: that frees room in the buffer, and the blocked write returns.
   const stdout = child.stdout.getReader();
   const first = await stdout.read();
   const readAt = performance.now();
-  let written = bytesIn((await next) ?? "wrote 0");
-  const resumedMs = performance.now() - readAt;
   let received = first.value?.length ?? 0;
   console.log(
-    `  the parent read ${received} bytes; the writer resumed ${resumedMs.toFixed(0)} ms later`,
+    `  after ${
+      (readAt - lastAt).toFixed(0)
+    } ms without progress, the parent read ${received} bytes`,
   );
-  // Drain both pipes to the end, or the writer would block again.
-  const drainStdout = async () => {
-    for (let r = await stdout.read(); !r.done; r = await stdout.read()) {
-      received += r.value.length;
+  let written = bytesIn(await next);
+  console.log(`  the writer resumed ${(performance.now() - readAt).toFixed(0)} ms later`);
+  // Drain both pipes to the end, or the writer would fill the buffer and block again.
+  stdout.releaseLock();
+  async function drainStdout() {
+    for await (const chunk of child.stdout) received += chunk.length;
+  }
+  async function drainProgress() {
+    for (let line = await progress(); line !== null; line = await progress()) {
+      written = bytesIn(line);
     }
-  };
-  const drainProgress = async () => {
-    for (let l = await progress(); l !== null; l = await progress()) {
-      written = bytesIn(l);
-    }
-  };
+  }
   await Promise.all([drainStdout(), drainProgress(), child.status]);
   if (received !== written) {
     throw new Error(`read ${received} bytes but the child reported ${written}`);
   }
-  return { capacity, blockedMs, written };
+  console.log(`  it wrote all ${written} bytes, and the parent read every one`);
 }
 
 /** Part 2: the child reads an empty pipe; the parent writes after a delay, then closes. */
-async function emptyPipe(delayMs: number) {
-  console.log(
-    `An empty pipe: the child reads its stdin; the parent writes after ${delayMs} ms.`,
-  );
+async function emptyPipe(delayMs: number): Promise<void> {
+  console.log(`An empty pipe: the child reads its stdin; the parent writes after ${delayMs} ms.`);
   const child = spawnChild("reader");
-  const answers = lines(child.stdout);
-  if ((await answers()) !== "reading") {
-    throw new Error("the reader did not start");
-  }
+  const answers = lineReader(child.stdout);
+  if ((await answers()) !== "reading") throw new Error("the reader child did not start");
   await new Promise((resolve) => setTimeout(resolve, delayMs));
   // Closing the write end is what turns "wait for data" into EOF for the reader.
   const stdin = child.stdin.getWriter();
   await stdin.write(encoder.encode("hello\n"));
   await stdin.close();
-  const report = JSON.parse((await answers()) ?? "{}");
+  console.log(`  the child ${await answers()}`);
   await child.status;
-  console.log(
-    `  the child got ${report.bytes} bytes, then ${report.after}, not an error`,
-  );
-  return report.waitedMs as number;
+}
+
+/** Kills the children this lesson started that are still running. */
+function killChildren(): void {
+  for (const child of children) {
+    try {
+      child.kill("SIGKILL");
+    } catch { /* it exited a moment ago */ }
+  }
 }
 
 async function main(): Promise<number> {
-  let options;
+  let values;
   try {
-    options = parseArgs({
+    values = parseArgs({
       options: {
-        role: { type: "string" },
+        role: { type: "string" }, // "writer" or "reader": what the parent starts
         total: { type: "string", default: "262144" },
         settle: { type: "string", default: "300" },
         delay: { type: "string", default: "500" },
+        help: { type: "boolean", default: false },
       },
       strict: true,
     }).values;
   } catch (error) {
-    console.error(`error: ${(error as Error).message}\n${usage}`);
+    console.error(`error: ${(error as Error).message.replaceAll("\n", " ")} (see --help)`);
     return 2;
   }
-  const [total, settleMs, delayMs] = [
-    options.total,
-    options.settle,
-    options.delay,
-  ].map(Number);
+  if (values.help) {
+    console.log(HELP);
+    return 0;
+  }
+  const total = Number(values.total);
+  const settleMs = Number(values.settle);
+  const delayMs = Number(values.delay);
   if (![total, settleMs, delayMs].every((n) => Number.isInteger(n) && n > 0)) {
-    console.error(
-      `error: --total, --settle and --delay take positive integers\n${usage}`,
-    );
+    console.error("error: --total, --settle and --delay take positive integers (see --help)");
+    return 2;
+  }
+  if (![undefined, "writer", "reader"].includes(values.role)) {
+    console.error(`error: --role must be writer or reader, not "${values.role}" (see --help)`);
     return 2;
   }
   try {
-    if (options.role === "writer") writer(total);
-    else if (options.role === "reader") reader();
-    else await parent(total, settleMs, delayMs);
+    if (values.role === "writer") writer(total);
+    else if (values.role === "reader") reader();
+    else {
+      await fullPipe(total, settleMs);
+      await emptyPipe(delayMs);
+    }
     return 0;
   } catch (error) {
     // A child whose parent went away meets a closed pipe: that is the end, not a bug.
-    if (options.role && error instanceof Deno.errors.BrokenPipe) return 1;
+    if (values.role && error instanceof Deno.errors.BrokenPipe) return 1;
     if (error instanceof Deno.errors.NotCapable) {
-      console.error(
-        "error: run with --allow-run=deno to let the lesson start its child",
-      );
+      console.error("error: run with --allow-run=deno to let the lesson start its child");
     } else console.error(`error: ${(error as Error).message}`);
     return 1;
   } finally {
-    for (const child of children) child.kill("SIGKILL");
-  }
-}
-
-/** Both parts, then the figures in a table. */
-async function parent(total: number, settleMs: number, delayMs: number) {
-  const full = await fullPipe(total, settleMs);
-  const waitedMs = await emptyPipe(delayMs);
-  const rows: [string, number][] = [
-    ["pipe capacity, bytes written unread", full.capacity],
-    ["writer blocked until the parent read (ms)", Math.round(full.blockedMs)],
-    ["bytes written in total, after resuming", full.written],
-    ["empty-pipe reader waited (ms)", Math.round(waitedMs)],
-    ["writer's delay before writing (ms)", delayMs],
-  ];
-  console.log("\n| figure                                     |  value |");
-  console.log("| ------------------------------------------ | -----: |");
-  for (const [name, value] of rows) {
-    console.log(`| ${name.padEnd(42)} | ${String(value).padStart(6)} |`);
+    killChildren();
   }
 }
 
 if (import.meta.main) {
   // Ctrl-C or SIGTERM: kill the children this lesson started, then exit 130 / 143.
-  for (const [signal, code] of [["SIGINT", 130], ["SIGTERM", 143]] as const) {
-    Deno.addSignalListener(signal, () => {
-      for (const child of children) child.kill("SIGKILL");
-      Deno.exit(code);
-    });
-  }
+  Deno.addSignalListener("SIGINT", () => {
+    killChildren();
+    Deno.exit(130);
+  });
+  Deno.addSignalListener("SIGTERM", () => {
+    killChildren();
+    Deno.exit(143);
+  });
   Deno.exit(await main());
 }
