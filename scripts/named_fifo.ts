@@ -52,7 +52,8 @@ let exiting = false;
 
 /** Cleans up and exits. The first call wins: a signal may arrive while main is ending too. */
 async function exitWith(code: number): Promise<never> {
-  if (exiting) return await new Promise<never>(() => {}); // the first call is exiting
+  // A second call (a signal while main is ending, or the reverse) waits: the first one exits.
+  if (exiting) return await new Promise<never>(() => {});
   exiting = true;
   for (const step of cleanups.reverse()) {
     try {
@@ -87,11 +88,8 @@ export async function ensureFifo(path: string): Promise<boolean> {
   if (found !== "nothing") {
     throw new Refusal(`${path} is ${found}, not a FIFO: refusing to touch it`);
   }
-  const made = await new Deno.Command("mkfifo", {
-    args: ["-m", "600", "--", path],
-    stderr: "piped",
-  })
-    .output();
+  const mkfifo = new Deno.Command("mkfifo", { args: ["-m", "600", "--", path], stderr: "piped" });
+  const made = await mkfifo.output();
   if (made.success) return true;
   // Two copies started at once may both try: if the other one won, its FIFO is fine for us.
   if (await whatIsAt(path) === "a FIFO") return false;

@@ -94,15 +94,24 @@ Deno.test("long lines: every line is counted, torn or not", async () => {
   assert.equal(long.intact + long.torn, 60);
 });
 
-Deno.test("usage errors: one line plus usage, exit 2", async () => {
-  for (const args of [["--bogus"], ["--writers", "0"], ["--lines", "-1"]]) {
-    const result = await runScript(NAME, args);
-    assert.equal(result.code, 2, args.join(" "));
-    const lines = result.stderr.trimEnd().split("\n");
-    assert.equal(lines.length, 2);
-    assert.match(lines[0], /^error: /);
-    assert.match(lines[1], /^usage: /);
-  }
+Deno.test("usage errors: one line `error: ... (see --help)`, exit 2", async () => {
+  const mistakes = [
+    ["--bogus"],
+    ["--writers", "0"],
+    ["--writers", "65"],
+    ["--lines", "-1"],
+    ["--long-lines", "1e3"],
+    ["--role", "writer"],
+  ];
+  const results = await Promise.all(mistakes.map((args) => runScript(NAME, args)));
+  results.forEach((result, i) => {
+    assert.equal(result.code, 2, mistakes[i].join(" "));
+    assert.match(result.stderr, /^error: [^\n]+ \(see --help\)\n$/, mistakes[i].join(" "));
+    assert.equal(result.stdout, "");
+  });
+  const help = await runScript(NAME, ["--help"]);
+  assert.equal(help.code, 0);
+  assert.match(help.stdout, /^usage: fifo_many_writers\.ts /);
 });
 
 Deno.test("SIGINT mid-run: exit 130, writers gone, FIFO and directory gone", async () => {
