@@ -286,7 +286,7 @@ function isPlainJson(root: unknown, maxDepth: number): boolean {
           } else if (!isPlainPrimitive(item)) return false; // a hole reads as undefined
         }
         // Extra properties (array.name = ...) would be lost; holes were caught above.
-        if (array.length > 0 && Object.keys(array).length !== array.length) {
+        if (Object.keys(array).length !== array.length) {
           return false;
         }
       } else return false;
@@ -349,8 +349,9 @@ function encodePath(stack: EncodeFrame[]): string {
     const index = frame.index - 1;
     switch (frame.fill) {
       case Fill.Array:
-      case Fill.List:
         return `[${index}]`;
+      case Fill.List:
+        return `.values()[${index}]`;
       case Fill.Pairs:
         return `.entries()[${index >> 1}][${index & 1}]`;
       case Fill.State:
@@ -657,8 +658,10 @@ class Encoder {
     if (errorName !== undefined) {
       // message, stack, cause and errors are own non-enumerable properties: each one present
       // becomes a field of the node; other own enumerable properties (code...) go in "v".
-      const present: string[] = errorFields.filter((field) => Object.hasOwn(value, field));
-      const extra = Object.keys(value).filter((key) => !present.includes(key));
+      const present: string[] = errorFields.filter((field) =>
+        Object.hasOwn(value, field) && !Object.prototype.propertyIsEnumerable.call(value, field)
+      );
+      const extra = Object.keys(value); // (error.cause = x makes an enumerable one: kept so)
       const names = [...present, ...extra];
       const node = tagged(errorName, id);
       if (extra.length > 0) node.v = {};
@@ -808,7 +811,7 @@ export function loads(text: string, options?: LoadsOptions): unknown {
   } catch (error) {
     if (error instanceof PickleError) throw error;
     // A constructor refused its argument (new URL("x"), new Uint8Array(buffer, 3)...).
-    throw new PickleError(`malformed pickle: ${(error as Error)?.message}`);
+    throw new PickleError(`malformed pickle: ${oneLine((error as Error)?.message)}`);
   }
 }
 
@@ -837,7 +840,7 @@ function loadsText(text: string, options: LoadsOptions | undefined): unknown {
   try {
     top = JSON.parse(text);
   } catch (error) {
-    throw new PickleError(`not a pickle: ${(error as Error).message}`);
+    throw new PickleError(`not a pickle: ${oneLine((error as Error).message)}`);
   }
   if (
     typeof top !== "object" || top === null || top.pickle !== PICKLE_VERSION
@@ -868,8 +871,13 @@ function parseBody(body: string): unknown {
   try {
     return JSON.parse(body);
   } catch (error) {
-    throw new PickleError(`not a pickle: ${(error as Error).message}`);
+    throw new PickleError(`not a pickle: ${oneLine((error as Error).message)}`);
   }
+}
+
+/** A message quoting the input (JSON.parse's does) may hold line breaks: keep it one line. */
+function oneLine(message: string): string {
+  return String(message).replace(/[\r\n\u2028\u2029]+/g, " ").slice(0, 300);
 }
 
 const isIndex = (value: unknown, max = 2 ** 32 - 1): value is number =>
@@ -1148,7 +1156,7 @@ function revive(root: unknown, limits: Required<LoadsOptions>): unknown {
         const name = stringOf(node, "name");
         const entry = classesByName.get(name);
         if (entry === undefined) {
-          fail(`class "${name.slice(0, 100)}" is not registered`);
+          fail(`class ${JSON.stringify(name.slice(0, 100))} is not registered`);
         }
         if (entry!.restore) {
           if (!Object.hasOwn(node, "state")) fail('"state" missing');
@@ -1269,7 +1277,7 @@ function revive(root: unknown, limits: Required<LoadsOptions>): unknown {
       value = frame.entry!.restore!(frame.target);
     } catch (error) {
       fail(
-        `restore of class ${frame.entry!.name} failed: ${(error as Error)?.message}`,
+        `restore of class ${frame.entry!.name} failed: ${oneLine((error as Error)?.message)}`,
       );
     }
     define(frame.id, value);
