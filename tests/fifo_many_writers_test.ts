@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { lineReader, runDeno, runScript, spawnScript, wholeRunBlock } from "./helpers.ts";
+import { isIntact, makeLine } from "../scripts/fifo_many_writers.ts";
 
 const NAME = "fifo_many_writers.ts";
 const DEADLINE = 30_000;
@@ -139,4 +140,36 @@ Deno.test("SIGINT mid-run: exit 130, writers gone, FIFO and directory gone", asy
   assert.equal((await parent.status).code, 130);
   assert.equal(await exists(dir), false);
   assert.deepEqual(await processesMentioning(dir), []);
+});
+
+Deno.test("a writer whose reader goes away says so in one line, exit 1, no stack trace", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "fifo_many_writers_test_" });
+  try {
+    const path = `${dir}/fifo`;
+    const made = await new Deno.Command("mkfifo", { args: [path] }).output();
+    assert.ok(made.success, "mkfifo failed");
+    // The internal writer role, as the parent starts it; this test is its reader.
+    const args = ["--role", "writer", "--path", path, "--id", "1", "--lines", "10000000"];
+    await using writer = spawnScript(NAME, args, { timeoutMs: DEADLINE });
+    const fifo = await Deno.open(path, { read: true });
+    const first = new Uint8Array(100);
+    assert.ok((await fifo.read(first))! > 0, "read the start of a line");
+    assert.match(new TextDecoder().decode(first), /^w1 000000 b/);
+    fifo.close();
+    assert.equal((await writer.status).code, 1);
+    assert.equal(
+      await new Response(writer.stderr).text(),
+      "error: the reader closed the FIFO\n",
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("isIntact: a whole line is intact; a line with another writer's bytes is torn", () => {
+  const line = makeLine(2, 17, 100).slice(0, -1);
+  assert.equal(line.length, 99);
+  assert.ok(isIntact(line, 100));
+  assert.ok(!isIntact(line.slice(0, 50) + makeLine(3, 4, 100), 100), "bytes of w3 inside w2's");
+  assert.ok(!isIntact(line.slice(0, 50), 100), "a piece of a line");
 });
