@@ -7,14 +7,12 @@
  *
  * Several unrelated writers may share one FIFO (claim 4; the server pattern of named_fifo.ts). Is
  * that safe? POSIX makes a write of at most PIPE_BUF bytes (4096 on Linux, 512 on macOS) to a pipe
- * atomic: its bytes arrive together, so short lines never mix. A longer write may be split when
- * the pipe is full (claim 3: the writer waits), and another writer's bytes land in the gap. K
- * writers send short lines, then long ones (100,000 bytes, more than the whole 64 KiB pipe), and
- * the reader counts lines received, intact and torn. How many long lines tear varies (even 0).
- * Unix only. Read and write are unscoped because the FIFO lives in a fresh temporary directory;
- * each writer may only write it. Options: `--writers K` (4), `--lines N` short lines per writer
- * (10000), `--long-lines M` per writer (50; 0 skips them). Exit codes: 0 done, 1 error, 2 usage,
- * 130 Ctrl-C, 143 SIGTERM.
+ * atomic, so short lines never mix. A longer write may be split when the pipe is full (claim 3:
+ * the writer waits), and another writer's bytes land in the gap. K writers send short lines, then
+ * long ones (100,000 bytes, more than the 64 KiB pipe); the reader counts them, intact and torn
+ * (how many long lines tear varies, even 0). Unix only. Read and write are unscoped as the FIFO
+ * lives in a fresh temporary directory; each writer may only write it. Options: see `--help`.
+ * Exit codes: 0 done, 1 error, 2 usage, 130 Ctrl-C, 143 SIGTERM.
  *
  * The whole run prints:
  *
@@ -228,9 +226,7 @@ async function main(args: string[]): Promise<void> {
   const writers = wholeNumber("writers", opts.writers, 1);
   if (writers > 64) throw new UsageError(`--writers wants at most 64, got ${writers}`);
   const longLines = wholeNumber("long-lines", opts["long-lines"], 0);
-  if (Deno.build.os === "windows") {
-    throw new Refusal("FIFOs are POSIX-only (Windows named pipes are another API)");
-  }
+  if (Deno.build.os === "windows") throw new Refusal("FIFOs are Unix only: use Linux or macOS");
   Deno.addSignalListener("SIGINT", () => exitWith(130));
   Deno.addSignalListener("SIGTERM", () => exitWith(143));
 

@@ -9,12 +9,10 @@
  * The article's own program: a writer sends `Number 000`, `Number 001`, ... through a FIFO made
  * with `mkfifo`, and a reader prints each line. A FIFO has a name in the file system, so it also
  * joins processes with no common parent (claim 4), and its file stays until removed (claim 5).
- * Unix only. Read and write are unscoped because the FIFO lives in a fresh temporary directory;
- * with your own path, narrow them: `--allow-run=mkfifo --allow-read=P --allow-write=P`.
- * Options (see --help): `--role reader|writer --path P` runs one side only (two terminals, or
- * `echo hi > P` / `cat P` as the other side), `--count N`, `--interval MS`, `--keep-open`.
- * A FIFO the script made is removed on every exit; an existing one is left; anything else at P
- * is refused. Exit codes: 0 done (or stdout closed), 1 error, 2 usage, 130 Ctrl-C, 143 SIGTERM.
+ * Unix only. Read and write are unscoped as the FIFO lives in a fresh temporary directory; with
+ * your own path P narrow them: `--allow-run=mkfifo --allow-read=P --allow-write=P`. Options
+ * (`--help`): `--role reader|writer --path P` runs one side only; `cat P` may be the other.
+ * Exit codes: 0 done (or stdout closed), 1 error, 2 usage, 130 Ctrl-C, 143 SIGTERM.
  *
  * The whole run prints:
  *
@@ -204,9 +202,7 @@ async function main(args: string[]): Promise<void> {
   if (oneSide && role !== "reader" && role !== "writer") throw new UsageError(`bad --role ${role}`);
   if (oneSide !== (path !== undefined)) throw new UsageError("--role and --path go together");
   if (opts["keep-open"] && role !== "reader") throw new UsageError("--keep-open is for readers");
-  if (Deno.build.os === "windows") {
-    throw new Refusal("FIFOs are POSIX-only (Windows named pipes are another API)");
-  }
+  if (Deno.build.os === "windows") throw new Refusal("FIFOs are Unix only: use Linux or macOS");
   // Opening a FIFO blocks until the other end opens. Deno.open waits in a worker thread, so the
   // event loop still runs these listeners, and Ctrl-C removes the FIFO even while we wait.
   Deno.addSignalListener("SIGINT", () => exitWith(130));
