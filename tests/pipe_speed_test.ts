@@ -105,19 +105,43 @@ Deno.test("the Batcher sends a lone message when the loop goes idle, not at exit
   }
 });
 
-Deno.test("bad options: one error line and the usage, exit 2", async () => {
-  for (const args of [["--bytes", "lots"], ["--messages", "0"], ["--nope"]]) {
+Deno.test("bad options: exactly one error line naming the problem, exit 2", async () => {
+  const cases: [string[], RegExp][] = [
+    [["--bytes", "lots"], /--bytes takes a size/],
+    [["--messages", "0"], /--messages takes N > 0/],
+    [["--nope"], /Unknown option '--nope'/],
+    [["--bytes"], /'--bytes <value>' argument missing/],
+    [["extra"], /Unexpected argument 'extra'/],
+  ];
+  for (const [args, problem] of cases) {
     const result = await runScript(SCRIPT, args, { timeoutMs: 10_000 });
     assert.equal(result.code, 2, args.join(" "));
-    const [error, usage, ...rest] = result.stderr.trimEnd().split("\n");
-    assert.match(error, /^error: /);
-    assert.match(
-      usage,
-      /^usage: deno run --allow-run=deno scripts\/pipe_speed.ts/,
-    );
-    assert.deepEqual(rest, []);
+    const lines = result.stderr.trimEnd().split("\n");
+    assert.equal(lines.length, 1, result.stderr);
+    assert.match(lines[0], /^error: .+ \(see --help\)$/);
+    assert.match(lines[0], problem);
     assert.equal(result.stdout, "");
   }
+});
+
+Deno.test("--help prints the usage and the options on stdout, exit 0", async () => {
+  const result = await runScript(SCRIPT, ["--help"], { timeoutMs: 10_000 });
+  assert.equal(result.code, 0, result.stderr);
+  assert.match(result.stdout, /^usage: deno run --allow-run=deno scripts\/pipe_speed.ts /);
+  assert.match(result.stdout, /--bytes SIZE/);
+  assert.match(result.stdout, /--messages N/);
+  assert.equal(result.stderr, "");
+});
+
+Deno.test("without --allow-run: one line saying which permission to give, exit 1", async () => {
+  const result = await runDeno(["run", `scripts/${SCRIPT}`, "--bytes", "1M", "--messages", "10"], {
+    timeoutMs: 10_000,
+  });
+  assert.equal(result.code, 1);
+  assert.equal(
+    result.stderr,
+    "error: this lesson runs itself as a child: run it with --allow-run=deno\n",
+  );
 });
 
 /** Whether a live process has `needle` in its command line (`ps`, since Deno guards /proc). */
@@ -140,26 +164,22 @@ async function eventually(
   return condition();
 }
 
-Deno.test("Ctrl-C: exit 130 and the writing child is killed", async () => {
-  // 99999M is far more than can be sent before the signal; its byte count names the child.
-  const childFlag = `--bytes=${99999 * 1024 * 1024}`;
-  await using parent = spawnScript(SCRIPT, ["--bytes", "99999M"], {
-    timeoutMs: 20_000,
+for (const [signal, exitCode] of [["SIGINT", 130], ["SIGTERM", 143]] as const) {
+  Deno.test(`${signal}: exit ${exitCode}, quietly, and the writing child is killed`, async () => {
+    // 99999M is far more than can be sent before the signal; its byte count names the child.
+    const childFlag = `--bytes=${99999 * 1024 * 1024}`;
+    await using parent = spawnScript(SCRIPT, ["--bytes", "99999M"], { timeoutMs: 20_000 });
+    const lines = lineReader(parent.stdout);
+    assert.match((await lines.next())!, /^Bulk: /);
+    assert.match((await lines.next())!, /^child writes, parent reads/);
+    // The first row's child is spawned right after this line: wait until it runs.
+    assert.ok(await eventually(() => processWith(childFlag), 10_000));
+    parent.kill(signal);
+    const status = await parent.status;
+    assert.equal(status.code, exitCode);
+    assert.equal(await new Response(parent.stderr).text(), "");
+    // SIGKILL is sent before the parent exits; the child needs a moment to be gone.
+    assert.ok(await eventually(() => !processWith(childFlag), 5_000));
+    await lines.rest();
   });
-  const lines = lineReader(parent.stdout);
-  assert.match((await lines.next())!, /^Bulk: /);
-  assert.match((await lines.next())!, /^child writes, parent reads/);
-  // The first row's child is spawned right after this line: wait until it runs.
-  assert.ok(
-    await eventually(() => processWith(childFlag), 10_000),
-  );
-  parent.kill("SIGINT");
-  const status = await parent.status;
-  assert.equal(status.code, 130);
-  assert.equal(await new Response(parent.stderr).text(), "");
-  // SIGKILL is sent before the parent exits; the child needs a moment to be gone.
-  assert.ok(
-    await eventually(() => !processWith(childFlag), 5_000),
-  );
-  await lines.rest();
-});
+}
