@@ -17,22 +17,22 @@
  * $ deno run --allow-run=deno,mkfifo,find --allow-read --allow-write scripts/pipe_lifetime.ts
  * Anonymous pipe: the child's stdout; the parent holds the read end.
  *   parent got: hello through the pipe
- *   while both run, pipe:[23843] has no path, only these ends:
- *     /proc/8577/fd/26 -> pipe:[23843] (parent)
- *     /proc/8584/fd/1 -> pipe:[23843] (child)
- *     /proc/8584/fd/19 -> pipe:[23843] (child)
+ *   while both run, pipe:[126044] has no path, only these ends:
+ *     /proc/3638/fd/25 -> pipe:[126044] (parent)
+ *     /proc/3645/fd/1 -> pipe:[126044] (child)
+ *     /proc/3645/fd/18 -> pipe:[126044] (child)
  *   the child exited; the pipe lives on while the parent holds an end:
- *     /proc/8577/fd/26 -> pipe:[23843] (parent)
+ *     /proc/3638/fd/25 -> pipe:[126044] (parent)
  *   the parent read EOF and closed its end; every process on the machine:
  *     no process holds it
- * FIFO: mkfifo made /tmp/pipe_lifetime_c6ca76b5cb45da02/lesson.fifo, inode 2146627.
+ * FIFO: mkfifo made /tmp/pipe_lifetime_b3b177c085be37f0/lesson.fifo, inode 2147532.
  *   parent got: hello through the FIFO
  *   while both run, the ends point to the name:
- *     /proc/8577/fd/27 -> /tmp/pipe_lifetime_c6ca76b5cb45da02/lesson.fifo (parent)
- *     /proc/8609/fd/23 -> /tmp/pipe_lifetime_c6ca76b5cb45da02/lesson.fifo (child)
+ *     /proc/3638/fd/26 -> /tmp/pipe_lifetime_b3b177c085be37f0/lesson.fifo (parent)
+ *     /proc/3666/fd/22 -> /tmp/pipe_lifetime_b3b177c085be37f0/lesson.fifo (child)
  *   both ends closed, the child exited; every process on the machine:
  *     no process holds it
- *   yet the name stays: isFifo true, inode 2146627
+ *   yet the name stays: isFifo true, inode 2147532
  *   until the lesson removes it (and its temporary directory).
  * ```
  *
@@ -40,8 +40,9 @@
  */
 import { parseArgs } from "node:util";
 
-const usage =
-  "usage: deno run --allow-run=deno,mkfifo,find --allow-read --allow-write scripts/pipe_lifetime.ts";
+const HELP =
+  `usage: deno run --allow-run=deno,mkfifo,find --allow-read --allow-write scripts/pipe_lifetime.ts
+Shows what /proc says of an anonymous pipe and of a FIFO. No options but --help.`;
 const children = new Set<Deno.ChildProcess>();
 let tempDir: string | undefined;
 
@@ -63,57 +64,36 @@ async function findLinks(args: string[]): Promise<string[]> {
     stdout: "piped",
     stderr: "null", // processes we may not inspect, or that exit while find looks
   }).output();
-  return new TextDecoder().decode(stdout).split("\n").filter((line) => line);
-}
-
-/** What a /proc/<pid>/fd/<n> link points to: `pipe:[inode]`, a file's path... */
-async function linkOf(fdPath: string): Promise<string> {
-  const [line] = await findLinks([fdPath, "-maxdepth", "0"]);
-  return line?.split(" -> ")[1] ?? "(nothing: not open)";
+  return new TextDecoder().decode(stdout).split("\n").filter((line) => line !== "");
 }
 
 /**
  * The open file descriptors whose /proc link reads `target`, as "/proc/<pid>/fd/<n> -> target"
  * lines: in the processes `pids`, or in every process we may inspect when none are given.
  */
-export function holders(
-  target: string,
-  pids: number[] = [],
-): Promise<string[]> {
+export function holders(target: string, pids: number[] = []): Promise<string[]> {
   const where = pids.length > 0
-    ? [
-      ...pids.map((pid) => `/proc/${pid}/fd`),
-      "-mindepth",
-      "1",
-      "-maxdepth",
-      "1",
-    ]
-    : [
-      "/proc",
-      "-mindepth",
-      "3",
-      "-maxdepth",
-      "3",
-      "-path",
-      "/proc/[0-9]*/fd/*",
-    ];
+    ? [...pids.map((pid) => `/proc/${pid}/fd`), "-mindepth", "1", "-maxdepth", "1"]
+    : ["/proc", "-mindepth", "3", "-maxdepth", "3", "-path", "/proc/[0-9]*/fd/*"];
   const pattern = target.replace(/[[\]*?\\]/g, "\\$&"); // a find pattern: escape [ ] * ? \
   return findLinks([...where, "-lname", pattern]);
 }
 
-/** Runs this script as a child in `role`, given only `permissions`. */
-function spawnChild(role: string, permissions: string[], ...args: string[]) {
+/** Prints each holder line, naming the process it belongs to. */
+function show(lines: string[], childPid: number): void {
+  if (lines.length === 0) console.log("    no process holds it");
+  for (const line of lines) {
+    const who = line.startsWith(`/proc/${childPid}/`) ? "child" : "parent";
+    console.log(`    ${line} (${who})`);
+  }
+}
+
+/** Runs this script as a child with `args`, given only `permissions`. */
+function spawnChild(args: string[], permissions: string[], stdout: "piped" | "null") {
   const child = new Deno.Command(denoExecutable(), {
-    args: [
-      "run",
-      ...permissions,
-      import.meta.filename!,
-      "--role",
-      role,
-      ...args,
-    ],
+    args: ["run", ...permissions, import.meta.filename!, ...args],
     stdin: "piped",
-    stdout: args.length > 0 ? "null" : "piped", // the FIFO writer writes to its FIFO only
+    stdout,
     stderr: "inherit",
   }).spawn();
   children.add(child);
@@ -131,54 +111,46 @@ async function childWrites(fifo: string | undefined): Promise<void> {
   if (fifo) out.close();
 }
 
-/** Prints each holder line, naming the process it belongs to. */
-function show(lines: string[], childPid: number): void {
-  if (lines.length === 0) console.log("    no process holds it");
-  for (const line of lines) {
-    const who = line.startsWith(`/proc/${childPid}/`) ? "child" : "parent";
-    console.log(`    ${line} (${who})`);
-  }
-}
+// Both readers below read chunk by chunk, with no pipeThrough: a piped stream reads ahead on its
+// own, so it would meet EOF as soon as the child exits and close the parent's end before we look.
 
-/** Reads chunks with `read` until the text holds a newline (`untilEof`: until EOF). */
-async function readText(
-  read: () => Promise<Uint8Array | null>,
-  untilEof = false,
-): Promise<string> {
+/** Reads until the first line is in, and no further: it proves the writer runs. */
+async function firstLine(reader: ReadableStreamDefaultReader<Uint8Array>): Promise<string> {
   const decoder = new TextDecoder();
   let text = "";
-  while (untilEof || !text.includes("\n")) {
-    const bytes = await read();
-    if (bytes === null) break;
-    text += decoder.decode(bytes, { stream: true });
+  while (!text.includes("\n")) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    text += decoder.decode(value, { stream: true });
   }
-  return text;
+  return text.split("\n")[0];
+}
+
+/** Reads to EOF, which comes once no write end is left; Deno then closes the read end. */
+async function readToEof(reader: ReadableStreamDefaultReader<Uint8Array>): Promise<void> {
+  let chunk = await reader.read();
+  while (!chunk.done) chunk = await reader.read();
 }
 
 async function anonymousPipe(): Promise<void> {
-  console.log(
-    "Anonymous pipe: the child's stdout; the parent holds the read end.",
-  );
-  const child = spawnChild("pipe-writer", []);
+  console.log("Anonymous pipe: the child's stdout; the parent holds the read end.");
+  const child = spawnChild(["--role", "pipe-writer"], [], "piped");
   const reader = child.stdout.getReader();
-  const readChunk = async () => (await reader.read()).value ?? null;
-  // The child's line proves it is running and holds the write end: now look at /proc.
-  console.log(`  parent got: ${(await readText(readChunk)).trim()}`);
-  const pipe = await linkOf(`/proc/${child.pid}/fd/1`);
+  console.log(`  parent got: ${await firstLine(reader)}`);
+  // The child's fd 1 is its write end; its /proc link names the pipe: pipe:[inode].
+  const [fdLink] = await findLinks([`/proc/${child.pid}/fd/1`, "-maxdepth", "0"]);
+  if (!fdLink) throw new Error(`cannot read /proc/${child.pid}/fd/1`);
+  const pipe = fdLink.split(" -> ")[1];
   // Expect two child lines: Deno keeps its own duplicate of the stdout it was given.
   console.log(`  while both run, ${pipe} has no path, only these ends:`);
   show(await holders(pipe, [Deno.pid, child.pid]), child.pid);
   // Closing the child's stdin lets it exit; its write end closes with it.
   await child.stdin.close();
   await child.status;
-  console.log(
-    `  the child exited; the pipe lives on while the parent holds an end:`,
-  );
+  console.log("  the child exited; the pipe lives on while the parent holds an end:");
   show(await holders(pipe), child.pid);
-  await readText(readChunk, true); // EOF: no write end is left, and Deno closes the read end
-  console.log(
-    `  the parent read EOF and closed its end; every process on the machine:`,
-  );
+  await readToEof(reader);
+  console.log("  the parent read EOF and closed its end; every process on the machine:");
   show(await holders(pipe), child.pid);
 }
 
@@ -186,41 +158,26 @@ async function namedFifo(): Promise<void> {
   tempDir = await Deno.makeTempDir({ prefix: "pipe_lifetime_" });
   const fifo = `${tempDir}/lesson.fifo`;
   // Deno has no mkfifo call, so run the program (mode 600: only we may open it).
-  const made = await new Deno.Command("mkfifo", { args: ["-m", "600", fifo] })
-    .output();
+  const made = await new Deno.Command("mkfifo", { args: ["-m", "600", fifo] }).output();
   if (!made.success) throw new Error(`mkfifo ${fifo} failed`);
   const { ino } = await Deno.lstat(fifo);
   console.log(`FIFO: mkfifo made ${fifo}, inode ${ino}.`);
   // Opening a FIFO to read waits for a writer, so start the open, then start the writer, which
   // finds the FIFO by its name and needs only the right to write to it.
   const opening = Deno.open(fifo, { read: true });
-  const child = spawnChild(
-    "fifo-writer",
-    [`--allow-write=${fifo}`],
-    "--fifo",
-    fifo,
-  );
-  const file = await opening;
-  const readChunk = async () => {
-    const buffer = new Uint8Array(1024);
-    const count = await file.read(buffer);
-    return count === null ? null : buffer.subarray(0, count);
-  };
-  console.log(`  parent got: ${(await readText(readChunk)).trim()}`);
+  const writerArgs = ["--role", "fifo-writer", "--fifo", fifo];
+  const child = spawnChild(writerArgs, [`--allow-write=${fifo}`], "null");
+  const reader = (await opening).readable.getReader();
+  console.log(`  parent got: ${await firstLine(reader)}`);
   console.log("  while both run, the ends point to the name:");
   show(await holders(fifo, [Deno.pid, child.pid]), child.pid);
   await child.stdin.close();
   await child.status;
-  await readText(readChunk, true);
-  file.close();
-  const after = await Deno.lstat(fifo);
-  console.log(
-    `  both ends closed, the child exited; every process on the machine:`,
-  );
+  await readToEof(reader);
+  console.log("  both ends closed, the child exited; every process on the machine:");
   show(await holders(fifo), child.pid);
-  console.log(
-    `  yet the name stays: isFifo ${after.isFifo}, inode ${after.ino}`,
-  );
+  const after = await Deno.lstat(fifo);
+  console.log(`  yet the name stays: isFifo ${after.isFifo}, inode ${after.ino}`);
   await Deno.remove(tempDir, { recursive: true });
   tempDir = undefined;
   console.log("  until the lesson removes it (and its temporary directory).");
@@ -240,11 +197,25 @@ async function main(): Promise<number> {
   let values;
   try {
     values = parseArgs({
-      options: { role: { type: "string" }, fifo: { type: "string" } },
+      options: {
+        role: { type: "string" }, // "pipe-writer" or "fifo-writer": what the parent starts
+        fifo: { type: "string" },
+        help: { type: "boolean", default: false },
+      },
       strict: true,
     }).values;
   } catch (error) {
-    console.error(`error: ${(error as Error).message}\n${usage}`);
+    console.error(`error: ${(error as Error).message.replaceAll("\n", " ")} (see --help)`);
+    return 2;
+  }
+  if (values.help) {
+    console.log(HELP);
+    return 0;
+  }
+  if (![undefined, "pipe-writer", "fifo-writer"].includes(values.role)) {
+    console.error(
+      `error: --role must be pipe-writer or fifo-writer, not "${values.role}" (see --help)`,
+    );
     return 2;
   }
   try {
@@ -253,9 +224,7 @@ async function main(): Promise<number> {
       return 0;
     }
     if (Deno.build.os !== "linux") {
-      console.error(
-        "error: this lesson reads Linux's /proc; it runs on Linux only",
-      );
+      console.error("error: this lesson reads Linux's /proc; it runs on Linux only");
       return 1;
     }
     await anonymousPipe();
@@ -265,9 +234,8 @@ async function main(): Promise<number> {
     // A child whose parent went away meets a closed pipe: an ending, not a bug.
     if (values.role && error instanceof Deno.errors.BrokenPipe) return 1;
     if (error instanceof Deno.errors.NotCapable) {
-      console.error(
-        `error: ${(error as Error).message.split(",")[0]}; run it as the header shows`,
-      );
+      const what = (error as Error).message.split(",")[0];
+      console.error(`error: ${what}; run it as the header shows`);
     } else console.error(`error: ${(error as Error).message}`);
     return 1;
   } finally {
@@ -277,11 +245,13 @@ async function main(): Promise<number> {
 
 if (import.meta.main) {
   // Ctrl-C or SIGTERM: clean up what this lesson made, then exit 130 / 143.
-  for (const [signal, code] of [["SIGINT", 130], ["SIGTERM", 143]] as const) {
-    Deno.addSignalListener(signal, () => {
-      cleanUp();
-      Deno.exit(code);
-    });
-  }
+  Deno.addSignalListener("SIGINT", () => {
+    cleanUp();
+    Deno.exit(130);
+  });
+  Deno.addSignalListener("SIGTERM", () => {
+    cleanUp();
+    Deno.exit(143);
+  });
   Deno.exit(await main());
 }

@@ -49,6 +49,11 @@ Deno.test({
       anonymous,
       /\/fd\/\d+ -> pipe:\[\d+\] \(parent\)\n.*\/fd\/1 -> pipe:\[\d+\] \(child\)/,
     );
+    // After the child exited, the parent's read end alone keeps the pipe alive.
+    assert.match(
+      anonymous,
+      /holds an end:\n {4}\/proc\/\d+\/fd\/\d+ -> pipe:\[\d+\] \(parent\)\n {2}the parent read EOF/,
+    );
     assert.match(
       anonymous,
       /closed its end; every process on the machine:\n {4}no process holds it\n$/,
@@ -68,35 +73,41 @@ Deno.test({
 });
 
 Deno.test({
-  name: "pipe_lifetime: Ctrl-C mid-lesson exits 130 and removes the FIFO and its directory",
+  name:
+    "pipe_lifetime: Ctrl-C (130) or SIGTERM (143) mid-lesson removes the FIFO and its directory",
   ignore: !linux,
   async fn() {
-    await using lesson = spawnScript(name);
-    const lines = lineReader(lesson.stdout);
-    let fifo = "";
-    for (
+    for (const [signal, code] of [["SIGINT", 130], ["SIGTERM", 143]] as const) {
+      await using lesson = spawnScript(name);
+      const lines = lineReader(lesson.stdout);
+      let fifo = "";
       let line = await lines.next();
-      line !== null;
-      line = await lines.next()
-    ) {
-      fifo = line.match(/^FIFO: mkfifo made (\S+), inode/)?.[1] ?? fifo;
-      if (line === "  parent got: hello through the FIFO") break;
+      while (line !== null && line !== "  parent got: hello through the FIFO") {
+        fifo = line.match(/^FIFO: mkfifo made (\S+), inode/)?.[1] ?? fifo;
+        line = await lines.next();
+      }
+      assert.ok(fifo && exists(fifo), "the lesson made its FIFO");
+      lesson.kill(signal);
+      assert.equal((await lesson.status).code, code);
+      await lines.rest();
+      assert.equal(await new Response(lesson.stderr).text(), "");
+      assert.equal(exists(fifo.slice(0, fifo.lastIndexOf("/"))), false);
     }
-    assert.ok(fifo && exists(fifo), "the lesson made its FIFO");
-    lesson.kill("SIGINT");
-    assert.equal((await lesson.status).code, 130);
-    await lines.rest();
-    assert.equal(await new Response(lesson.stderr).text(), "");
-    assert.equal(exists(fifo.slice(0, fifo.lastIndexOf("/"))), false);
   },
 });
 
 Deno.test("pipe_lifetime: a bad option is one line on stderr and exit 2", async () => {
-  const result = await runScript(name, ["--bogus"]);
-  assert.equal(result.code, 2);
-  assert.equal(result.stdout, "");
-  assert.match(
-    result.stderr,
-    /^error: [^\n]+\nusage: deno run [^\n]+ scripts\/pipe_lifetime\.ts\n$/,
-  );
+  for (const args of [["--bogus"], ["--role", "x"], ["extra"]]) {
+    const result = await runScript(name, args);
+    assert.equal(result.code, 2, args.join(" "));
+    assert.equal(result.stdout, "");
+    assert.match(result.stderr, /^error: [^\n]+ \(see --help\)\n$/);
+  }
+});
+
+Deno.test("pipe_lifetime: --help prints the usage on stdout and exits 0", async () => {
+  const result = await runScript(name, ["--help"]);
+  assert.equal(result.code, 0);
+  assert.equal(result.stderr, "");
+  assert.match(result.stdout, /^usage: deno run [^\n]+ scripts\/pipe_lifetime\.ts\n/);
 });
