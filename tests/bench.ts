@@ -326,21 +326,35 @@ async function exists(path: string): Promise<boolean> {
   }
 }
 
+/** One payload's result from tests/pickle_json_bench.ts (ratio = codec time / JSON time). */
+interface PickleRow {
+  payload: string;
+  jsonMs: number;
+  pickleMs: number;
+  ratio: number;
+  minRatio?: number;
+  maxRatio?: number;
+  target?: number;
+}
+
 /** The pickle-like codec's ratios to JSON, from tests/pickle_json_bench.ts when it has landed. */
 async function pickleSection(): Promise<string> {
   if (!(await exists("tests/pickle_json_bench.ts"))) {
     return "(not yet available)";
   }
   const module = await import(`${repoRoot}tests/pickle_json_bench.ts`);
-  const results: Array<
-    { payload: string; jsonMs: number; pickleMs: number; ratio: number }
-  > = await module
-    .benchPickleJson({ rounds: 3 });
+  const results: PickleRow[] = await module.benchPickleJson({ rounds: 9 });
+  const spread = (r: PickleRow) =>
+    r.minRatio === undefined ? "" : ` (${format(r.minRatio)}-${format(r.maxRatio!)})`;
+  const verdict = (r: PickleRow) =>
+    r.target === undefined ? "" : `<= ${r.target} | ${r.ratio <= r.target ? "yes" : "**no**"}`;
   return [
-    "| payload | JSON ms | pickle-like ms | ratio |",
-    "| --- | --- | --- | --- |",
+    "| payload | JSON ms (median) | pickle-like ms (median) | ratio median (min-max) | target | met |",
+    "| --- | --- | --- | --- | --- | --- |",
     ...results.map((r) =>
-      `| ${r.payload} | ${format(r.jsonMs)} | ${format(r.pickleMs)} | ${format(r.ratio)} |`
+      `| ${r.payload} | ${format(r.jsonMs)} | ${format(r.pickleMs)} | ${format(r.ratio)}${
+        spread(r)
+      } | ${verdict(r) || " |"} |`
     ),
   ].join("\n");
 }
@@ -556,12 +570,9 @@ if (import.meta.main) {
   } catch (error) {
     const usage = error instanceof UsageError ||
       (error as { code?: string })?.code?.startsWith("ERR_PARSE_ARGS");
-    console.error(`error: ${(error as Error).message}`);
-    if (usage) {
-      console.error(
-        "usage: deno task bench [--repeat 5] [--bytes 256M] [--only pinned|unpinned] [--no-write]",
-      );
-    }
+    const usageHint = " (usage: deno task bench [--repeat 5] [--bytes 256M] " +
+      "[--only pinned|unpinned] [--no-write])";
+    console.error(`error: ${(error as Error).message}${usage ? usageHint : ""}`);
     await cleanup();
     Deno.exit(usage ? 2 : 1);
   }
