@@ -198,9 +198,10 @@ async function main(args: string[]): Promise<void> {
   const count = wholeNumber("count", opts.count);
   const interval = wholeNumber("interval", opts.interval);
   const { role, path } = opts;
-  const oneSide = role !== undefined;
-  if (oneSide && role !== "reader" && role !== "writer") throw new UsageError(`bad --role ${role}`);
-  if (oneSide !== (path !== undefined)) throw new UsageError("--role and --path go together");
+  if (role !== undefined && role !== "reader" && role !== "writer") {
+    throw new UsageError(`--role is reader or writer, not "${role}"`);
+  }
+  if ((role === undefined) !== (path === undefined)) throw new UsageError("use --role with --path");
   if (opts["keep-open"] && role !== "reader") throw new UsageError("--keep-open is for readers");
   if (Deno.build.os === "windows") throw new Refusal("FIFOs are Unix only: use Linux or macOS");
   // Opening a FIFO blocks until the other end opens. Deno.open waits in a worker thread, so the
@@ -208,7 +209,7 @@ async function main(args: string[]): Promise<void> {
   Deno.addSignalListener("SIGINT", () => exitWith(130));
   Deno.addSignalListener("SIGTERM", () => exitWith(143));
 
-  if (oneSide && path !== undefined) {
+  if (role !== undefined && path !== undefined) {
     if (await ensureFifo(path)) cleanups.push(() => Deno.remove(path));
     if (role === "writer") {
       const who = `Writer ${Deno.pid}`;
