@@ -114,3 +114,21 @@ Deno.test("pipe_duplex: Ctrl-C (130) or SIGTERM (143) mid-conversation, quietly"
     assert.equal(await new Response(lesson.stderr).text(), "");
   }
 });
+
+Deno.test("pipe_duplex: a child killed mid-conversation is one error line and exit 1, no hang", async () => {
+  await using lesson = spawnScript(name, ["--requests", "1000000000", "--window", "4"], {
+    timeoutMs: 10_000,
+  });
+  const lines = lineReader(lesson.stdout);
+  const childPid = Number((await lines.next())?.match(/ child (\d+):/)?.[1]);
+  assert.ok(childPid > 0, "the first line names the child's pid");
+  let line = await lines.next();
+  while (line !== null && !line.startsWith("answer ")) line = await lines.next();
+  assert.ok(line, "the conversation started");
+  Deno.kill(childPid, "SIGKILL");
+  // Before the fix, the parent waited forever for room in its window; spawnScript's deadline
+  // would kill it and this would fail.
+  assert.equal((await lesson.status).code, 1);
+  await lines.rest();
+  assert.match(await new Response(lesson.stderr).text(), /^error: [^\n]+\n$/);
+});
