@@ -121,7 +121,11 @@ async function fullPipe(total: number, settleMs: number): Promise<void> {
   let capacity = 0;
   let lastAt = 0;
   while (line !== "blocked") {
-    if (line === null) throw new Error(`all ${total} bytes fitted in the pipe; raise --total`);
+    if (line === null) {
+      const { success, code } = await child.status; // the writer's stderr ended: it is gone
+      if (success) throw new Error(`all ${total} bytes fitted in the pipe; raise --total`);
+      throw new Error(`the writer child exited with code ${code} before the pipe was full`);
+    }
     capacity = bytesIn(line);
     lastAt = performance.now();
     next = progress();
@@ -135,25 +139,25 @@ async function fullPipe(total: number, settleMs: number): Promise<void> {
   const stdout = child.stdout.getReader();
   const first = await stdout.read();
   const readAt = performance.now();
+  const silentMs = Math.round(readAt - lastAt);
   let received = first.value?.length ?? 0;
-  console.log(
-    `  after ${
-      (readAt - lastAt).toFixed(0)
-    } ms without progress, the parent read ${received} bytes`,
-  );
+  console.log(`  after ${silentMs} ms without progress, the parent read ${received} bytes`);
   let written = bytesIn(await next);
-  console.log(`  the writer resumed ${(performance.now() - readAt).toFixed(0)} ms later`);
+  console.log(`  the writer resumed ${Math.round(performance.now() - readAt)} ms later`);
   // Drain both pipes to the end, or the writer would fill the buffer and block again.
   stdout.releaseLock();
   async function drainStdout() {
     for await (const chunk of child.stdout) received += chunk.length;
   }
   async function drainProgress() {
-    for (let line = await progress(); line !== null; line = await progress()) {
+    let line = await progress();
+    while (line !== null) {
       written = bytesIn(line);
+      line = await progress();
     }
   }
-  await Promise.all([drainStdout(), drainProgress(), child.status]);
+  const [, , status] = await Promise.all([drainStdout(), drainProgress(), child.status]);
+  if (!status.success) throw new Error(`the writer child exited with code ${status.code}`);
   if (received !== written) {
     throw new Error(`read ${received} bytes but the child reported ${written}`);
   }
@@ -171,7 +175,9 @@ async function emptyPipe(delayMs: number): Promise<void> {
   const stdin = child.stdin.getWriter();
   await stdin.write(encoder.encode("hello\n"));
   await stdin.close();
-  console.log(`  the child ${await answers()}`);
+  const report = await answers();
+  if (report === null) throw new Error("the reader child ended without a report");
+  console.log(`  the child ${report}`);
   await child.status;
 }
 
@@ -229,6 +235,8 @@ async function main(): Promise<number> {
     if (values.role && error instanceof Deno.errors.BrokenPipe) return 1;
     if (error instanceof Deno.errors.NotCapable) {
       console.error("error: run with --allow-run=deno to let the lesson start its child");
+    } else if (error instanceof Deno.errors.BrokenPipe) {
+      console.error("error: a child closed its end of a pipe early (it exited or was killed)");
     } else console.error(`error: ${(error as Error).message}`);
     return 1;
   } finally {

@@ -167,7 +167,12 @@ async function namedFifo(): Promise<void> {
   const opening = Deno.open(fifo, { read: true });
   const writerArgs = ["--role", "fifo-writer", "--fifo", fifo];
   const child = spawnChild(writerArgs, [`--allow-write=${fifo}`], "null");
-  const reader = (await opening).readable.getReader();
+  // A writer that dies before it opens the FIFO would leave this open waiting forever.
+  const opened = await Promise.race([opening, child.status]);
+  if (!(opened instanceof Deno.FsFile)) {
+    throw new Error(`the FIFO writer exited with code ${opened.code} before it opened the FIFO`);
+  }
+  const reader = opened.readable.getReader();
   console.log(`  parent got: ${await firstLine(reader)}`);
   console.log("  while both run, the ends point to the name:");
   show(await holders(fifo, [Deno.pid, child.pid]), child.pid);
@@ -236,6 +241,8 @@ async function main(): Promise<number> {
     if (error instanceof Deno.errors.NotCapable) {
       const what = (error as Error).message.split(",")[0];
       console.error(`error: ${what}; run it as the header shows`);
+    } else if (error instanceof Deno.errors.BrokenPipe) {
+      console.error("error: a child closed its end of a pipe early (it exited or was killed)");
     } else console.error(`error: ${(error as Error).message}`);
     return 1;
   } finally {
