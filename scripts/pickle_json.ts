@@ -417,6 +417,7 @@ class Encoder {
   seen = new Set<object>(); // first walk: every object met so far
   ids = new Map<object, number>(); // second walk: the ids given so far
   reducing = new Set<object>(); // instances whose reduce()d state is being walked
+  flatKey: string | null = null; // the key objectInline is encoding, for error paths
 
   constructor(
     readonly maxDepth: number,
@@ -425,7 +426,8 @@ class Encoder {
   ) {}
 
   fail(message: string): never {
-    throw new PickleError(`${encodePath(this.stack)}: ${message}`);
+    const last = this.flatKey === null ? "" : keyStep(this.flatKey);
+    throw new PickleError(`${encodePath(this.stack)}${last}: ${message}`);
   }
 
   run(root: unknown): unknown {
@@ -528,6 +530,9 @@ class Encoder {
       const names = Object.keys(value);
       // A plain object with a "$" key would read as a tag: wrap it, as a shared one is.
       const wrap = id !== undefined || Object.hasOwn(value, "$");
+      if (this.flatKey === null) {
+        return this.objectInline(value as Record<string, unknown>, names, id, wrap);
+      }
       return this.push(
         new EncodeFrame(
           Fill.Object,
@@ -574,16 +579,13 @@ class Encoder {
     if (prototype === Map.prototype) {
       const map = value as Map<unknown, unknown>;
       const pairs = [...map];
-      const node = tagged("Map", id);
-      node.v = pairs;
-      const items: unknown[] = [];
+      const node = id === undefined ? { $: "Map", v: pairs } : { $: "Map", id, v: pairs };
       let plain = true; // only JSON primitives: the pairs are the node, no frame needed
-      for (const [key, item] of pairs) {
-        items.push(key, item);
-        plain &&= isPlainPrimitive(key) && isPlainPrimitive(item);
+      for (let i = 0; i < pairs.length && plain; i++) {
+        plain = isPlainPrimitive(pairs[i][0]) && isPlainPrimitive(pairs[i][1]);
       }
       if (plain) return node;
-      for (const pair of pairs) pair[0] = pair[1] = undefined;
+      const items = pairs.flat(); // encoded into the pairs, which the frame fills in
       return this.push(
         new EncodeFrame(
           Fill.Pairs,
@@ -598,11 +600,8 @@ class Encoder {
     }
     if (prototype === Set.prototype) {
       const items = [...(value as Set<unknown>)];
+      if (id === undefined && items.every(isPlainPrimitive)) return { $: "Set", v: items };
       const node = tagged("Set", id);
-      if (items.every(isPlainPrimitive)) {
-        node.v = items;
-        return node;
-      }
       node.v = new Array(items.length);
       return this.push(
         new EncodeFrame(
@@ -710,6 +709,47 @@ class Encoder {
       );
     }
     return this.fail(describe(value));
+  }
+
+  /**
+   * A plain object encoded without a frame of its own, the common case of a record whose
+   * values are primitives, Dates, Maps and Sets of primitives... When a value needs a frame
+   * (it pushed one), this object's frame is slipped in under it and the walk goes on as usual.
+   * Only one level at a time (flatKey is set meanwhile), so this never recurses deeper.
+   */
+  objectInline(
+    value: Record<string, unknown>,
+    names: string[],
+    id: number | undefined,
+    wrap: boolean,
+  ): unknown {
+    let out = value;
+    for (let i = 0; i < names.length; i++) {
+      const item = value[names[i]];
+      const type = typeof item;
+      if (type === "string" || type === "boolean") continue; // stays as it is
+      this.flatKey = names[i];
+      const encoded = this.value(item);
+      this.flatKey = null;
+      if (encoded === PENDING) {
+        const frame = new EncodeFrame(Fill.Object, value, names, names.length, out, id, wrap);
+        frame.index = i + 1;
+        frame.current = item;
+        this.stack.splice(this.stack.length - 1, 0, frame);
+        if (this.stack.length > this.maxDepth) {
+          this.fail(`nested deeper than maxDepth (${this.maxDepth})`);
+        }
+        return PENDING;
+      }
+      if (encoded !== item) {
+        if (out === value) out = { ...value };
+        setData(out, names[i], encoded);
+      }
+    }
+    if (!wrap) return out;
+    const node = tagged("Object", id);
+    node.v = out;
+    return node;
   }
 
   /** Stores an encoded item in the frame that asked for it. */
@@ -1125,21 +1165,21 @@ function revive(root: unknown, limits: Required<LoadsOptions>): unknown {
         if (!Array.isArray(pairs)) {
           fail('"v" must be an array of [key, value] pairs');
         }
-        const flat: unknown[] = [];
+        let plain = true;
         for (const pair of pairs as unknown[]) {
           if (!Array.isArray(pair) || pair.length !== 2) {
             fail("a Map entry must be [key, value]");
           }
-          flat.push((pair as unknown[])[0], (pair as unknown[])[1]);
+          plain &&= allPrimitive(pair as unknown[]);
         }
-        if (allPrimitive(flat)) {
+        if (plain) {
           const map = new Map(pairs as [unknown, unknown][]);
           define(id, map);
           return map;
         }
         const map = new Map();
         define(id, map);
-        return push(Revive.Map, flat, map);
+        return push(Revive.Map, (pairs as unknown[]).flat(), map);
       }
       case "Set": {
         if (!Array.isArray(node.v)) fail('"v" must be an array');

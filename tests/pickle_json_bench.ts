@@ -7,8 +7,9 @@
  *   JSON of the same data with Dates as strings and Maps/Sets as arrays;
  * - (c) 10,000 tiny messages `{seq, text: "Number 007"}`, encoded and decoded one by one.
  *
- * Each round times JSON and the codec back to back (machines are shared and noisy) and the
- * report is the median of the rounds' ratios, with min-max. Targets: (a) <= 1.5, (b) <= 3,
+ * Each round times JSON and the codec back to back, alternating, three times each, and keeps
+ * the best of each (machines are shared and noisy); the report is the median of the rounds'
+ * ratios, with min-max. Targets: (a) <= 1.5, (b) <= 3,
  * (c) <= 2. `deno task bench` imports {@link benchPickleJson}; alone:
  *
  *   deno run tests/pickle_json_bench.ts [--rounds 9]
@@ -151,8 +152,13 @@ export function benchPickleJson(
       pickleTimes: number[] = [],
       ratios: number[] = [];
     for (let round = 0; round < rounds; round++) {
-      const json = time(payload.json);
-      const pickle = time(payload.pickle);
+      // The best of three, alternating, in each round: a time slice lost to another process
+      // (these machines are shared) spoils one try, not the round.
+      let json = Infinity, pickle = Infinity;
+      for (let i = 0; i < 3; i++) {
+        json = Math.min(json, time(payload.json));
+        pickle = Math.min(pickle, time(payload.pickle));
+      }
       jsonTimes.push(json);
       pickleTimes.push(pickle);
       ratios.push(pickle / json);
