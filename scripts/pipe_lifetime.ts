@@ -107,7 +107,7 @@ async function childWrites(fifo: string | undefined): Promise<void> {
   const out = fifo ? await Deno.open(fifo, { write: true }) : Deno.stdout;
   const kind = fifo ? "FIFO" : "pipe";
   await out.write(new TextEncoder().encode(`hello through the ${kind}\n`));
-  await new Response(Deno.stdin.readable).arrayBuffer();
+  await new Response(Deno.stdin.readable).arrayBuffer(); // reads stdin to EOF
   if (fifo) out.close();
 }
 
