@@ -222,6 +222,10 @@ async function main(): Promise<number> {
     console.error(`error: --role must be writer or reader, not "${values.role}" (see --help)`);
     return 2;
   }
+  if (Deno.build.os === "windows") {
+    console.error("error: this lesson shows Unix pipe buffers; it runs on Linux and macOS only");
+    return 1;
+  }
   try {
     if (values.role === "writer") writer(total);
     else if (values.role === "reader") reader();
