@@ -946,11 +946,13 @@ function revive(root: unknown, limits: Required<LoadsOptions>): unknown {
           return "<state>";
       }
     });
+    if (inlineKey !== null) steps.push(`[${JSON.stringify(inlineKey)}]`);
     if (steps.length > 40) {
       steps.splice(10, steps.length - 20, `...(${steps.length - 20} more)...`);
     }
     throw new PickleError(`at $${steps.join("")}: ${message}`);
   };
+  let inlineKey: string | null = null; // the key objectInline is rebuilding, for error paths
 
   const push = (
     kind: Revive,
@@ -1254,11 +1256,29 @@ function revive(root: unknown, limits: Required<LoadsOptions>): unknown {
     if (tag !== undefined) {
       return decodeTag(node as Record<string, unknown>, tag);
     }
-    for (const key in node) {
-      const item = (node as Record<string, unknown>)[key];
-      if (typeof item === "object" && item !== null) {
-        return push(Revive.Object, node as Record<string, unknown>, node);
+    if (inlineKey !== null) return push(Revive.Object, node as Record<string, unknown>, node);
+    return objectInline(node as Record<string, unknown>);
+  };
+
+  // A plain object rebuilt without a frame of its own (a record of primitives, Dates, Maps...).
+  // When a value needs a frame (it pushed one), this object's frame is slipped in under it and
+  // the walk goes on as usual. One level at a time (inlineKey is set meanwhile): no recursion.
+  const objectInline = (node: Record<string, unknown>): unknown => {
+    const keys = Object.keys(node);
+    for (let i = 0; i < keys.length; i++) {
+      const item = node[keys[i]];
+      if (typeof item !== "object" || item === null) continue;
+      inlineKey = keys[i];
+      const value = decodeNode(item);
+      inlineKey = null;
+      if (value === PENDING) {
+        const frame = stack.pop()!;
+        push(Revive.Object, node, node);
+        stack[stack.length - 1].index = i + 1;
+        stack.push(frame);
+        return PENDING;
       }
+      if (value !== item) setData(node, keys[i], value);
     }
     return node;
   };
