@@ -34,7 +34,9 @@ const HELP = `usage: deno run --allow-run=deno scripts/pipe_buffer.ts [options]
   --settle MS    silence that counts as "the write is blocked" (default 300)
   --delay MS     wait before writing to the empty pipe's reader (default 500)
   --help         show this help`;
-const STEP = 4096; // Linux counts a pipe in 4096-byte pages, so 4096-byte steps measure it exactly
+// Linux counts a pipe in 4096-byte pages, and a write of up to PIPE_BUF (4096) bytes is all or
+// nothing, never partial: so 4096-byte steps measure the capacity exactly.
+const STEP = 4096;
 const encoder = new TextEncoder();
 const children = new Set<Deno.ChildProcess>();
 
