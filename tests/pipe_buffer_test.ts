@@ -56,7 +56,8 @@ Deno.test({
     assert.equal(figure(result.stdout, /bytes \((\d+) steps\)/), capacity / 4096);
     const firstRead = figure(result.stdout, /the parent read (\d+) bytes/);
     assert.ok(firstRead > 0 && firstRead <= capacity, `first read ${firstRead}`);
-    assert.ok(figure(result.stdout, /after (\d+) ms without progress/) >= 2000);
+    // The silence lasted at least --settle (1 ms of slack for the timer's clock).
+    assert.ok(figure(result.stdout, /after (\d+) ms without progress/) >= 1999);
     // Resumed: the writer went on past the capacity to all it was asked to write, and the
     // parent read every byte of it (the lesson checks that count itself).
     assert.match(result.stdout, /\n {2}the writer resumed \d+ ms later\n/);
