@@ -1,0 +1,169 @@
+/**
+ * End-to-end tests of scripts/pipe_batching.ts. No test asserts a speed (that is the bench's
+ * job): they assert the table's shape against the header's whole-run block, that the child writes
+ * exactly the messages it is asked for, that the Batcher flushes a lone message while its
+ * producer is still alive, and the usage and Ctrl-C behaviour.
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import { lineReader, repoRoot, runDeno, runScript, spawnScript, wholeRunBlock } from "./helpers.ts";
+
+const SCRIPT = "pipe_batching.ts";
+
+/** Numbers become N and runs of spaces one space: figures change, the table does not. */
+function mask(text: string): string {
+  return text.replace(/\d+(\.\d+)?/g, "N").replace(/ +/g, " ");
+}
+
+/** Runs the child role as the parent does (no permission flags, every flag given) and returns its raw stdout. */
+async function runChild(flags: string[]): Promise<Uint8Array> {
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: ["run", `scripts/${SCRIPT}`, "--role=child", ...flags],
+    cwd: repoRoot,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    signal: AbortSignal.timeout(20_000),
+  }).output();
+  assert.equal(output.code, 0, new TextDecoder().decode(output.stderr));
+  return output.stdout;
+}
+
+Deno.test("the whole run prints what the header shows, every row checked", async () => {
+  const block = wholeRunBlock(SCRIPT);
+  const result = await runDeno(block.denoArgs, { timeoutMs: 60_000 });
+  assert.equal(result.code, 0, result.stderr);
+  assert.equal(result.stderr, "");
+  assert.equal(mask(result.stdout), mask(block.expected));
+  const rows = result.stdout.split("\n").filter((line) => /\/s /.test(line));
+  assert.equal(rows.length, 3);
+  for (const row of rows) {
+    const [rate, ratio] = row.match(/\d+(\.\d+)?/g)!.slice(-2).map(Number);
+    assert.ok(rate > 0 && ratio > 0, row);
+  }
+});
+
+Deno.test("a message child writes every JSON line once, in order", async () => {
+  for (const mode of ["each-await", "each-sync", "batched"]) {
+    const count = mode === "batched" ? 20_000 : 2_000; // batched: several full batches.
+    const text = new TextDecoder().decode(
+      await runChild([
+        `--mode=${mode}`,
+        `--messages=${count}`,
+      ]),
+    );
+    const lines = text.split("\n");
+    assert.equal(lines.pop(), "", `${mode}: the output ends with a newline`);
+    assert.equal(lines.length, count, mode);
+    lines.forEach((line, seq) => {
+      assert.deepEqual(JSON.parse(line), { seq, text: `Number ${seq}` });
+    });
+  }
+});
+
+Deno.test("the Batcher sends a lone message when the loop goes idle, not at exit", async () => {
+  // The producer sends one message, then waits for its stdin: only the idle flush can
+  // deliver the line while it is still alive.
+  const code = `import { Batcher } from "./scripts/${SCRIPT}";
+    await new Batcher().send("lone message\\n");
+    await Deno.stdin.read(new Uint8Array(1));`;
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["eval", code],
+    cwd: repoRoot,
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "inherit",
+    signal: AbortSignal.timeout(20_000),
+  }).spawn();
+  try {
+    const lines = lineReader(child.stdout);
+    assert.equal(await lines.next(), "lone message");
+    await child.stdin.close(); // Now let it finish.
+    assert.equal(await lines.next(), null);
+    assert.equal((await child.status).code, 0);
+  } finally {
+    try {
+      child.kill("SIGKILL");
+    } catch { /* already gone */ }
+  }
+});
+
+Deno.test("bad options: exactly one error line naming the problem, exit 2", async () => {
+  const cases: [string[], RegExp][] = [
+    [["--messages", "0"], /--messages takes N > 0/],
+    [["--messages", "lots"], /--messages takes N > 0/],
+    [["--bytes", "64M"], /Unknown option '--bytes'/],
+    [["--nope"], /Unknown option '--nope'/],
+    [["--messages"], /'--messages <value>' argument missing/],
+    [["extra"], /Unexpected argument 'extra'/],
+  ];
+  for (const [args, problem] of cases) {
+    const result = await runScript(SCRIPT, args, { timeoutMs: 10_000 });
+    assert.equal(result.code, 2, args.join(" "));
+    const lines = result.stderr.trimEnd().split("\n");
+    assert.equal(lines.length, 1, result.stderr);
+    assert.match(lines[0], /^error: .+ \(see --help\)$/);
+    assert.match(lines[0], problem);
+    assert.equal(result.stdout, "");
+  }
+});
+
+Deno.test("--help prints the usage and the options on stdout, exit 0", async () => {
+  const result = await runScript(SCRIPT, ["--help"], { timeoutMs: 10_000 });
+  assert.equal(result.code, 0, result.stderr);
+  assert.match(result.stdout, /^usage: deno run --allow-run=deno scripts\/pipe_batching.ts /);
+  assert.match(result.stdout, /--messages N/);
+  assert.equal(result.stderr, "");
+});
+
+Deno.test("without --allow-run: one line saying which permission to give, exit 1", async () => {
+  const result = await runDeno(["run", `scripts/${SCRIPT}`, "--messages", "10"], {
+    timeoutMs: 10_000,
+  });
+  assert.equal(result.code, 1);
+  assert.equal(
+    result.stderr,
+    "error: this lesson runs itself as a child: run it with --allow-run=deno\n",
+  );
+});
+
+/** Whether a live process has `needle` in its command line (`ps`, since Deno guards /proc). */
+function processWith(needle: string): boolean {
+  const ps = new Deno.Command("ps", { args: ["-eo", "stat=,args="] })
+    .outputSync();
+  return new TextDecoder().decode(ps.stdout).split("\n")
+    .some((line) => !line.startsWith("Z") && line.includes(needle));
+}
+
+/** Re-checks `condition` every 20 ms until it holds or `ms` pass; returns whether it held. */
+async function eventually(
+  condition: () => boolean,
+  ms: number,
+): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  while (!condition() && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  return condition();
+}
+
+for (const [signal, exitCode] of [["SIGINT", 130], ["SIGTERM", 143]] as const) {
+  Deno.test(`${signal}: exit ${exitCode}, quietly, and the writing child is killed`, async () => {
+    // Far more messages than can be sent before the signal; the count names the child.
+    const childFlag = "--messages=987654321";
+    await using parent = spawnScript(SCRIPT, ["--messages", "987654321"], { timeoutMs: 20_000 });
+    const lines = lineReader(parent.stdout);
+    assert.match((await lines.next())!, /^987654321 JSON lines a row$/);
+    assert.match((await lines.next())!, /^child writes, parent reads/);
+    // The first row's child is spawned right after this line: wait until it runs.
+    assert.ok(await eventually(() => processWith(childFlag), 10_000));
+    parent.kill(signal);
+    const status = await parent.status;
+    assert.equal(status.code, exitCode);
+    assert.equal(await new Response(parent.stderr).text(), "");
+    // SIGKILL is sent before the parent exits; the child needs a moment to be gone.
+    assert.ok(await eventually(() => !processWith(childFlag), 5_000));
+    await lines.rest();
+  });
+}
