@@ -415,6 +415,10 @@ Deno.test("loads refuses malformed, hostile and unknown input with PickleError o
     });
   }
   assert.throws(() => loads('{"pickle":2,"json":1}'), /version 2 is newer than this reader/);
+  // Errors are costly to make (microseconds each in Deno): a pickle full of them is refused.
+  const errors = dumps(Array.from({ length: 1001 }, () => new Error("e")));
+  assert.throws(() => loads(errors), /more than maxErrors \(1000\) errors/);
+  assert.equal((loads(errors, { maxErrors: 2000 }) as Error[]).length, 1001);
   assert.throws(() => loads("x".repeat(100), { maxLength: 50 }), /maxLength/);
   assert.throws(
     () => loads(dumps(new ArrayBuffer(2048)), { maxBufferBytes: 1024 }),
@@ -491,6 +495,11 @@ Deno.test("100,000 levels of nesting: a PickleError by default, works when allow
   assert.equal(depthOf(loads(`{"pickle":1,"json":${million}}`)), 1_000_000);
   const taggedDeep = "[".repeat(1_000_000) + '{"$":"NaN"}' + "]".repeat(1_000_000);
   assert.throws(() => loads(`{"pickle":1,"value":${taggedDeep}}`), PickleError);
+  // An option given as undefined means its default, not "no limit".
+  assert.throws(
+    () => loads(`{"pickle":1,"value":${taggedDeep}}`, { maxDepth: undefined }),
+    /maxDepth/,
+  );
   assert.equal(
     depthOf(loads(`{"pickle":1,"value":${taggedDeep}}`, { maxDepth: Infinity })),
     1_000_000,
