@@ -23,7 +23,7 @@
  * parent 4242: sending 3 values to child 4243, a line each:
  *   {"pickle":1,"value":{"name":"Ada","born":{"$":"Date","v":-4861728000000},"languages":{"$":"Map","v":[["en","native"],["fr","fluent"]]},"primes":{"$":"Set","v":[2,3,5]},"big":{"$":"BigInt","v":"18446744073709551616"},"nothing":{"$":"undefined"},"ratio":{"$":"NaN"}}}
  *   {"pickle":1,"value":{"$":"Object","id":0,"v":{"name":"ring","next":{"$":"ref","id":0}}}}
- *   {"pickle":1,"value":{"$":"class","name":"Point","v":{"x":1,"y":2}}}
+ *   {"pickle":1,"value":{"$":"class","name":"demo.Point","v":{"x":1,"y":2}}}
  *   (JSON.stringify of the first one throws: Do not know how to serialize a BigInt)
  * parent 4242: got 3 values back, changed by the child:
  * {
@@ -1520,7 +1520,7 @@ export class Point {
     return this;
   }
 }
-register(Point);
+register(Point, { name: "demo.Point" }); // a qualified name leaves "Point" to programs
 
 /** The values the parent sends: what JSON.stringify would lose or refuse. */
 export function demoValues(): unknown[] {

@@ -435,7 +435,7 @@ Deno.test("loads keeps __proto__ as data and changes no prototype", () => {
     '{"pickle":1,"value":{"$":"Object","v":{"__proto__":{"$":"Map","v":[]}}}}',
     '{"pickle":1,"value":{"$":"Object","proto":null,"v":{"__proto__":{"polluted":1}}}}',
     '{"pickle":1,"value":{"$":"Array","length":1,"v":{"__proto__":{"polluted":1}}}}',
-    '{"pickle":1,"value":{"$":"class","name":"Point","v":{"__proto__":{"polluted":1}}}}',
+    '{"pickle":1,"value":{"$":"class","name":"demo.Point","v":{"__proto__":{"polluted":1}}}}',
     '{"pickle":1,"value":{"$":"Error","v":{"__proto__":{"polluted":1}}}}',
     '{"pickle":1,"value":{"$":"Map","v":[["__proto__",{"polluted":1}]]}}',
     '{"pickle":1,"value":{"constructor":{"prototype":{"polluted":1}}}}',
@@ -444,7 +444,7 @@ Deno.test("loads keeps __proto__ as data and changes no prototype", () => {
     const value = loads(text) as Record<string, unknown>;
     if (!(value instanceof Map) && Object.getPrototypeOf(value) !== null) {
       assert.ok(Object.hasOwn(value, "__proto__") || Object.hasOwn(value, "constructor"), text);
-      const expected = text.includes('"Point"')
+      const expected = text.includes('"demo.Point"')
         ? Point.prototype
         : text.includes('"Error"')
         ? Error.prototype
@@ -740,7 +740,7 @@ function randomJson(random: () => number, depth = 0): unknown {
       "x",
       "AAAA",
       "__proto__",
-      "Point",
+      "demo.Point",
       "test.Tree",
       pick(tags),
     ]);
