@@ -138,13 +138,8 @@ export async function measure(
   { count = 20_000 } = {},
 ): Promise<{ seconds: number; firstByteMs: number }> {
   // The child needs no permission: writing to its own stdout is always allowed.
-  const args = [
-    "run",
-    import.meta.filename!,
-    "--role=child",
-    `--mode=${mode}`,
-    `--messages=${count}`,
-  ];
+  const args = ["run", import.meta.filename!, "--role=child", `--mode=${mode}`];
+  args.push(`--messages=${count}`);
   const start = performance.now();
   const process = new Deno.Command(denoExecutable(), { args, stdout: "piped" }).spawn();
   running = process;

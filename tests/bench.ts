@@ -16,7 +16,8 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { measure, parseSize } from "../scripts/pipe_speed.ts";
+import { measure as measureBulk, parseSize } from "../scripts/pipe_speed.ts";
+import { measure as measureMessages } from "../scripts/pipe_batching.ts";
 
 const repoRoot = new URL("..", import.meta.url).pathname;
 const decoder = new TextDecoder();
@@ -88,7 +89,7 @@ function ddRate(stderr: string): number {
 
 /** Bulk bytes through an anonymous pipe: the lesson's child (writeSync 64 KiB) and BYOB reader. */
 async function bulkPipe(bytes: number): Promise<Pair> {
-  const { seconds } = await measure("sync", {
+  const { seconds } = await measureBulk("sync", {
     bytes,
     chunk: 64 * 1024,
     byob: true,
@@ -167,9 +168,9 @@ async function bulkFifo(bytes: number): Promise<Pair> {
 
 /** Small JSON messages: the lesson's Batcher against one `await write()` per message. */
 async function messages(count: number): Promise<Pair> {
-  const batched = await measure("batched", { count });
+  const batched = await measureMessages("batched", { count });
   const slowCount = Math.max(1000, Math.round(count / 20));
-  const naive = await measure("each-await", { count: slowCount });
+  const naive = await measureMessages("each-await", { count: slowCount });
   return {
     lesson: count / batched.seconds,
     reference: slowCount / naive.seconds,
@@ -196,7 +197,7 @@ async function duplex(requests: number): Promise<Pair> {
 
 /** Spawn to first message of the lesson's child, against spawn to exit of an empty script. */
 async function startup(): Promise<Pair> {
-  const { firstByteMs } = await measure("each-sync", { count: 1 });
+  const { firstByteMs } = await measureMessages("each-sync", { count: 1 });
   const empty = `${tempDir}/empty.ts`;
   const start = performance.now();
   await run(Deno.execPath(), ["run", empty]);
@@ -275,7 +276,7 @@ async function measureAll(
     },
     {
       name: "small JSON messages",
-      lesson: "(pipe_speed Batcher, parent parses each)",
+      lesson: "(pipe_batching Batcher, parent parses each)",
       reference: "(one await write per message)",
       unit: "msg/s",
       target: 10,
@@ -293,7 +294,7 @@ async function measureAll(
     },
     {
       name: "start to first message",
-      lesson: "(pipe_speed child)",
+      lesson: "(pipe_batching child)",
       reference: "(empty deno run)",
       unit: "ms",
       target: 1.3,
@@ -457,8 +458,19 @@ async function main() {
       "no-write": { type: "boolean", default: false },
       role: { type: "string" },
       path: { type: "string" },
+      help: { type: "boolean", short: "h" },
     },
   });
+  if (values.help) {
+    console.log(
+      `usage: deno task bench [--repeat 5] [--bytes 256M] [--only pinned|unpinned] [--no-write]
+  --repeat N       rounds of every measure, reported as median and min-max (default 5)
+  --bytes SIZE     bytes per bulk run: 65536, 64K, 256M or 1G (default 256M)
+  --only SECTION   measure only pinned (to CPU 0) or only unpinned (default both)
+  --no-write       print the results, do not rewrite docs/benchmarks.md and .svg`,
+    );
+    return;
+  }
   const bytes = parseSize(values.bytes);
   if (values.role === "fifo-writer") return fifoWriter(values.path!, bytes);
   const repeat = Number(values.repeat);
