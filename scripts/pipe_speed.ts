@@ -41,7 +41,7 @@ export type Mode = "sync" | "async";
 // to a worker thread and waits for it: a round trip per call. `writeSync()` makes the system call
 // right here and blocks this thread (timers, signals, all other I/O) while the pipe is full,
 // which is fine in a child that has nothing else to do. Deno.stdout is line-buffered: a chunk
-// holding a "\n" byte (as ours do) leaves as two system calls, up to its last newline, then the rest.
+// holding a "\n" byte (as ours do) leaves as two system calls, up to its last "\n", then the rest.
 function writeAllSync(data: Uint8Array): void {
   let done = 0;
   while (done < data.length) done += Deno.stdout.writeSync(data.subarray(done));
