@@ -21,7 +21,7 @@ import {
   readPickles,
   register,
 } from "../scripts/pickle_json.ts";
-import { runDeno, runScript, wholeRunBlock } from "./helpers.ts";
+import { lineReader, runDeno, runScript, spawnScript, wholeRunBlock } from "./helpers.ts";
 
 // ---------------------------------------------------------------------------------------------
 // The checker: deep equality with types, prototypes and sharing. It walks both graphs together
@@ -862,4 +862,18 @@ Deno.test("the child reports a malformed pickle on its stdin in one line and exi
   });
   assert.equal(echo.code, 0);
   assert.equal(echo.stdout, dumps(new Point(10, 10)) + "\n" + dumps({ n: 1 }) + "\n");
+});
+
+Deno.test("Ctrl-C: the child leaves quietly with 130 (synchronised on a line it wrote)", async () => {
+  const child = spawnScript("pickle_json.ts", ["--role", "child"], { stdin: true });
+  const writer = child.stdin.getWriter();
+  await writer.write(new TextEncoder().encode(dumps(new Point(1, 1)) + "\n"));
+  const lines = lineReader(child.stdout);
+  assert.equal(await lines.next(), dumps(new Point(11, 11))); // it is running and answering
+  child.kill("SIGINT");
+  const status = await child.status;
+  await writer.close().catch(() => {});
+  assert.equal(status.code, 130);
+  assert.equal(await new Response(child.stderr).text(), "");
+  await lines.rest();
 });
