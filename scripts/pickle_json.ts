@@ -103,7 +103,8 @@ const classesByName = new Map<string, ClassEntry>();
 /**
  * Registers a class so its instances survive a round trip as instances of that class. By
  * default they come back with their own enumerable properties and without running the
- * constructor; give `reduce` and `restore` (both) to decide what is stored and how it is rebuilt.
+ * constructor; give `reduce` and `restore` (both) to decide what is stored and how it is rebuilt
+ * (needed for #private fields, which no one outside the class can read or set).
  */
 export function register<T extends object>(
   // deno-lint-ignore no-explicit-any
@@ -1613,8 +1614,9 @@ async function runParent(): Promise<number> {
     } catch { /* it has already exited */ }
   };
   const onInterrupt = stop("SIGINT"), onTerminate = stop("SIGTERM");
+  const unix = Deno.build.os !== "windows"; // Windows has no SIGTERM to listen for
   Deno.addSignalListener("SIGINT", onInterrupt);
-  Deno.addSignalListener("SIGTERM", onTerminate);
+  if (unix) Deno.addSignalListener("SIGTERM", onTerminate);
   try {
     const values = demoValues();
     console.log(
@@ -1673,7 +1675,7 @@ async function runParent(): Promise<number> {
     throw error;
   } finally {
     Deno.removeSignalListener("SIGINT", onInterrupt);
-    Deno.removeSignalListener("SIGTERM", onTerminate);
+    if (unix) Deno.removeSignalListener("SIGTERM", onTerminate);
     try {
       child.kill("SIGTERM"); // no child outlives its parent, whatever happened above
     } catch { /* it has already exited */ }
