@@ -128,14 +128,26 @@ function exit(code: number, message?: string): never {
   Deno.exit(code);
 }
 
+let stopping = false; // Set by a signal: the child's death that follows is no error.
+
+/** On Ctrl-C or SIGTERM: kills the child, waits until it is gone (reaped), exits quietly. */
+async function stop(code: number): Promise<void> {
+  stopping = true;
+  try {
+    running?.kill("SIGKILL");
+  } catch { /* already gone */ }
+  await running?.status;
+  Deno.exit(code);
+}
+
 /**
  * Runs this script as a child writing `count` JSON lines in `mode`; reads, checks and times
  * them. Returns the seconds from the first byte to EOF and the milliseconds from spawn to the
- * first byte.
+ * first byte. `onFirstByte` runs when the child's first bytes arrive, before the clock starts.
  */
 export async function measure(
   mode: Mode,
-  { count = 20_000 } = {},
+  { count = 20_000, onFirstByte = () => {} } = {},
 ): Promise<{ seconds: number; firstByteMs: number }> {
   // The child needs no permission: writing to its own stdout is always allowed.
   const args = ["run", import.meta.filename!, "--role=child", `--mode=${mode}`];
@@ -149,7 +161,10 @@ export async function measure(
   let partial = ""; // The start of a line whose end is still in the pipe.
   // A read returns whatever the pipe holds: many lines, and the first or last often cut.
   for await (const chunk of process.stdout) {
-    if (first === 0) first = performance.now();
+    if (first === 0) {
+      onFirstByte();
+      first = performance.now();
+    }
     const lines = (partial + decoder.decode(chunk, { stream: true })).split("\n");
     partial = lines.pop()!;
     for (const line of lines) {
@@ -196,19 +211,22 @@ async function main(): Promise<void> {
   if (!(count > 0 && Number.isSafeInteger(count))) exit(2, "--messages takes N > 0 (see --help)");
   if (Deno.build.os === "windows") throw new Error("this lesson is Unix only");
   // On Ctrl-C or SIGTERM, kill the child first, so that none is left writing to no one.
-  Deno.addSignalListener("SIGINT", () => exit(130));
-  Deno.addSignalListener("SIGTERM", () => exit(143));
+  Deno.addSignalListener("SIGINT", () => stop(130));
+  Deno.addSignalListener("SIGTERM", () => stop(143));
   // A short, fixed report: console.log is fine (a long or endless one would need writeSync,
   // because console.log silently ignores a closed stdout).
   console.log(`${count} JSON lines a row`);
   console.log("child writes, parent reads                rate          x");
+  // A row's label goes out once its child's first bytes arrive, its figures once it is done: a
+  // reader (or a test) sees which row runs, and that its child is writing.
+  const showLabel = (label: string) => () => writeAllSync(encoder.encode(label.padEnd(38)));
   let base = 0;
   for (const [label, mode] of ROWS) {
-    const { seconds } = await measure(mode, { count });
+    const { seconds } = await measure(mode, { count, onFirstByte: showLabel(label) });
     const rate = count / seconds;
     if (base === 0) base = rate; // x: against the first row.
     const figure = `${rate.toFixed(0).padStart(8)} msg/s`;
-    console.log(`${label.padEnd(38)}${figure}${(rate / base).toFixed(2).padStart(7)}`);
+    console.log(`${figure}${(rate / base).toFixed(2).padStart(7)}`);
   }
   console.log("Checked: every message once, in order");
 }
@@ -217,6 +235,7 @@ if (import.meta.main) {
   try {
     await main();
   } catch (error) {
+    if (stopping) await new Promise(() => {}); // stop() exits once the child is reaped.
     const { code, message } = error as { code?: string; message: string };
     // BrokenPipe in the child: its parent left, and there is nobody left to tell.
     if (error instanceof Deno.errors.BrokenPipe) exit(1);

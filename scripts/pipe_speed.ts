@@ -108,13 +108,26 @@ function exit(code: number, message?: string): never {
   Deno.exit(code);
 }
 
+let stopping = false; // Set by a signal: the child's death that follows is no error.
+
+/** On Ctrl-C or SIGTERM: kills the child, waits until it is gone (reaped), exits quietly. */
+async function stop(code: number): Promise<void> {
+  stopping = true;
+  try {
+    running?.kill("SIGKILL");
+  } catch { /* already gone */ }
+  await running?.status;
+  Deno.exit(code);
+}
+
 /**
  * Runs this script as a child writing `bytes` in `chunk`s in `mode`, reads (with a BYOB reader
  * or for-await), checks and times it all. Returns the seconds from the first byte to EOF.
+ * `onFirstByte` runs when the child's first bytes arrive, before the clock starts.
  */
 export async function measure(
   mode: Mode,
-  { bytes = 64 * MiB, chunk = 64 * KiB, byob = true } = {},
+  { bytes = 64 * MiB, chunk = 64 * KiB, byob = true, onFirstByte = () => {} } = {},
 ): Promise<{ seconds: number }> {
   // The child needs no permission: writing to its own stdout is always allowed.
   const args = ["run", import.meta.filename!, "--role=child", `--mode=${mode}`];
@@ -124,7 +137,10 @@ export async function measure(
   let received = 0;
   let first = 0;
   await readChunks(process.stdout, byob, (chunk) => {
-    if (received === 0) first = performance.now();
+    if (received === 0) {
+      onFirstByte();
+      first = performance.now();
+    }
     const last = received + chunk.length - 1;
     if (chunk[0] !== received % 251 || chunk.at(-1) !== last % 251) {
       throw new Error(`bytes ${received}-${last} are out of place`);
@@ -181,19 +197,24 @@ async function main(): Promise<void> {
   if (!(bytes > 0)) exit(2, "--bytes takes a size like 65536, 64K or 64M (see --help)");
   if (Deno.build.os === "windows") throw new Error("this lesson is Unix only");
   // On Ctrl-C or SIGTERM, kill the child first, so that none is left writing to no one.
-  Deno.addSignalListener("SIGINT", () => exit(130));
-  Deno.addSignalListener("SIGTERM", () => exit(143));
+  Deno.addSignalListener("SIGINT", () => stop(130));
+  Deno.addSignalListener("SIGTERM", () => stop(143));
   // A short, fixed report: console.log is fine (a long or endless one would need writeSync,
   // because console.log silently ignores a closed stdout).
   console.log(`${bytes} bytes a row`);
   console.log("child writes, parent reads                rate          x");
+  // A row's label goes out once its child's first bytes arrive, its figures once it is done: a
+  // reader (or a test) sees which row runs, and that its child is writing.
+  const showLabel = (label: string) => () =>
+    writeAllSync(new TextEncoder().encode(label.padEnd(38)));
   let base = 0;
   for (const [label, mode, kib, byob] of ROWS) {
-    const run = await measure(mode, { bytes, chunk: kib * KiB, byob });
+    const onFirstByte = showLabel(label);
+    const run = await measure(mode, { bytes, chunk: kib * KiB, byob, onFirstByte });
     const rate = bytes / run.seconds / 1e6;
     if (base === 0) base = rate; // x: against the first row.
     const figure = `${rate.toFixed(0).padStart(8)} MB/s `;
-    console.log(`${label.padEnd(38)}${figure}${(rate / base).toFixed(2).padStart(7)}`);
+    console.log(`${figure}${(rate / base).toFixed(2).padStart(7)}`);
   }
   console.log("Checked: every byte in its place");
 }
@@ -202,6 +223,7 @@ if (import.meta.main) {
   try {
     await main();
   } catch (error) {
+    if (stopping) await new Promise(() => {}); // stop() exits once the child is reaped.
     const { code, message } = error as { code?: string; message: string };
     // BrokenPipe in the child: its parent left, and there is nobody left to tell.
     if (error instanceof Deno.errors.BrokenPipe) exit(1);

@@ -7,6 +7,7 @@
  *
  * @module
  */
+import assert from "node:assert/strict";
 
 /** The repository root, the directory every command in a header is run from. */
 export const repoRoot: string = new URL("..", import.meta.url).pathname;
@@ -160,6 +161,26 @@ export function runScript(
 }
 
 /**
+ * Spawns `program` with `options` and a deadline: after `timeoutMs` (default 30 s) it is killed
+ * with SIGKILL, so no test can hang on it. For programs other than a lesson (`sh`, `setsid`,
+ * `deno eval`); the caller ends it, best with `await using`, which kills and reaps it.
+ */
+export function spawnWithDeadline(
+  program: string,
+  options: Deno.CommandOptions,
+  timeoutMs = 30_000,
+): Deno.ChildProcess {
+  const child = new Deno.Command(program, options).spawn();
+  const timer = setTimeout(() => {
+    try {
+      child.kill("SIGKILL");
+    } catch { /* already gone */ }
+  }, timeoutMs);
+  child.status.finally(() => clearTimeout(timer));
+  return child;
+}
+
+/**
  * Spawns `deno run <header flags> scripts/<name> <args>` with piped stdio and returns the
  * process, for tests that talk to it while it runs. The caller must end it; a deadline kills it
  * with SIGKILL after `timeoutMs` in any case. Dispose it (`await using`) to kill and reap it.
@@ -173,30 +194,25 @@ export function spawnScript(
     stdin?: boolean;
   } = {},
 ): Deno.ChildProcess {
-  const child = new Deno.Command(Deno.execPath(), {
+  return spawnWithDeadline(Deno.execPath(), {
     args: ["run", ...headerRunFlags(name), scriptPath(name), ...args],
     cwd: repoRoot,
     env: { NO_COLOR: "1", ...options.env },
     stdin: options.stdin ? "piped" : "null",
     stdout: "piped",
     stderr: "piped",
-  }).spawn();
-  const timer = setTimeout(() => {
-    try {
-      child.kill("SIGKILL");
-    } catch { /* already gone */ }
-  }, options.timeoutMs ?? 30_000);
-  child.status.finally(() => clearTimeout(timer));
-  return child;
+  }, options.timeoutMs);
 }
 
 /**
  * Reads lines from a byte stream one at a time, for tests that wait for a given line (an
- * event) instead of sleeping. `next()` resolves to the next line, or null at EOF; `rest()` to
- * all that is left; `cancel()` closes the stream (for a pipe, its read end).
+ * event) instead of sleeping. `next()` resolves to the next line, or null at EOF; `until(text)`
+ * to all up to and including `text` once it has arrived, a line's end or not, or null at EOF;
+ * `rest()` to all that is left; `cancel()` closes the stream (for a pipe, its read end).
  */
 export function lineReader(stream: ReadableStream<Uint8Array>): {
   next: () => Promise<string | null>;
+  until: (text: string) => Promise<string | null>;
   rest: () => Promise<string>;
   cancel: () => Promise<void>;
 } {
@@ -223,6 +239,20 @@ export function lineReader(stream: ReadableStream<Uint8Array>): {
         else buffered += chunk.value;
       }
     },
+    async until(text: string) {
+      while (true) {
+        const found = buffered.indexOf(text);
+        if (found >= 0) {
+          const upTo = buffered.slice(0, found + text.length);
+          buffered = buffered.slice(found + text.length);
+          return upTo;
+        }
+        if (done) return null;
+        const chunk = await reader.read();
+        if (chunk.done) done = true;
+        else buffered += chunk.value;
+      }
+    },
     async rest() {
       while (!done) {
         const chunk = await reader.read();
@@ -239,4 +269,89 @@ export function lineReader(stream: ReadableStream<Uint8Array>): {
       await reader.cancel();
     },
   };
+}
+
+/** The exit code a lesson ends with after each signal a test sends it (128 + the number). */
+export const SIGNAL_EXITS = [["SIGINT", 130], ["SIGTERM", 143]] as const;
+
+/**
+ * Asserts a usage error as every lesson reports one: exit 2, nothing on stdout, exactly one line
+ * `error: ... (see --help)` on stderr, and that line matching `problem` when given.
+ */
+export function assertUsageError(result: RunResult, problem?: RegExp, what = ""): void {
+  assert.equal(result.code, 2, `${what}: exit code\n${result.stderr}`);
+  assert.equal(result.stdout, "", `${what}: stdout`);
+  assert.match(result.stderr, /^error: [^\n]+ \(see --help\)\n$/, what);
+  if (problem) assert.match(result.stderr, problem, what);
+}
+
+/** What `ps <args>` prints; `ps` because Deno's permissions guard /proc. */
+async function ps(args: string[]): Promise<string> {
+  const output = await new Deno.Command("ps", {
+    args,
+    stdout: "piped",
+    stderr: "null",
+    signal: AbortSignal.timeout(10_000),
+  }).output();
+  return new TextDecoder().decode(output.stdout);
+}
+
+/** The pids of a process's children, from `ps --ppid` (Linux `ps`). */
+export async function childrenOf(pid: number): Promise<number[]> {
+  const text = await ps(["-o", "pid=", "--ppid", `${pid}`]);
+  return text.split(/\s+/).filter(Boolean).map(Number);
+}
+
+/**
+ * A process's state as `ps` shows it (`S`, `R`, `Z` for a zombie...), or null when there is no
+ * such process at all: it has exited and been reaped.
+ */
+export async function processState(pid: number): Promise<string | null> {
+  const state = (await ps(["-o", "stat=", "-p", `${pid}`])).trim();
+  return state === "" ? null : state;
+}
+
+/** True while a process with this pid runs (a zombie, exited but not yet reaped, does not). */
+export async function alive(pid: number): Promise<boolean> {
+  const state = await processState(pid);
+  return state !== null && !state.startsWith("Z");
+}
+
+/** The command lines of the live (not zombie) processes that contain `text`. */
+export async function processesMentioning(text: string): Promise<string[]> {
+  return (await ps(["-eo", "stat=,args="])).split("\n")
+    .filter((line) => !line.trimStart().startsWith("Z") && line.includes(text));
+}
+
+/** Whether anything (a file, a FIFO, a dangling symlink...) is at `path`. */
+export async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return false;
+    throw error;
+  }
+}
+
+/** Runs `body` with a fresh temporary directory, removed afterwards with all it holds. */
+export async function withTempDir(
+  prefix: string,
+  body: (dir: string) => Promise<void>,
+): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix });
+  try {
+    await body(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/** Makes a FIFO at `path` with the `mkfifo` program (Deno has no call for it). */
+export async function mkfifo(path: string): Promise<void> {
+  const made = await new Deno.Command("mkfifo", {
+    args: [path],
+    signal: AbortSignal.timeout(10_000),
+  }).output();
+  if (!made.success) throw new Error(`mkfifo ${path} failed`);
 }

@@ -7,7 +7,21 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { lineReader, repoRoot, runDeno, runScript, spawnScript, wholeRunBlock } from "./helpers.ts";
+import {
+  assertUsageError,
+  childrenOf,
+  lineReader,
+  processesMentioning,
+  processState,
+  repoRoot,
+  runDeno,
+  runScript,
+  scriptPath,
+  SIGNAL_EXITS,
+  spawnScript,
+  spawnWithDeadline,
+  wholeRunBlock,
+} from "./helpers.ts";
 
 const SCRIPT = "pipe_batching.ts";
 
@@ -16,18 +30,13 @@ function mask(text: string): string {
   return text.replace(/\d+(\.\d+)?/g, "N").replace(/ +/g, " ");
 }
 
-/** Runs the child role as the parent does (no permission flags, every flag given) and returns its raw stdout. */
-async function runChild(flags: string[]): Promise<Uint8Array> {
-  const output = await new Deno.Command(Deno.execPath(), {
-    args: ["run", `scripts/${SCRIPT}`, "--role=child", ...flags],
-    cwd: repoRoot,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-    signal: AbortSignal.timeout(20_000),
-  }).output();
-  assert.equal(output.code, 0, new TextDecoder().decode(output.stderr));
-  return output.stdout;
+/** Runs the child role as the parent does (no permission flags, every flag given); its stdout. */
+async function runChild(flags: string[]): Promise<string> {
+  const result = await runDeno(["run", scriptPath(SCRIPT), "--role=child", ...flags], {
+    timeoutMs: 20_000,
+  });
+  assert.equal(result.code, 0, result.stderr);
+  return result.stdout;
 }
 
 Deno.test("the whole run prints what the header shows, every row checked", async () => {
@@ -47,12 +56,7 @@ Deno.test("the whole run prints what the header shows, every row checked", async
 Deno.test("a message child writes every JSON line once, in order", async () => {
   for (const mode of ["each-await", "each-sync", "batched"]) {
     const count = mode === "batched" ? 20_000 : 2_000; // batched: several full batches.
-    const text = new TextDecoder().decode(
-      await runChild([
-        `--mode=${mode}`,
-        `--messages=${count}`,
-      ]),
-    );
+    const text = await runChild([`--mode=${mode}`, `--messages=${count}`]);
     const lines = text.split("\n");
     assert.equal(lines.pop(), "", `${mode}: the output ends with a newline`);
     assert.equal(lines.length, count, mode);
@@ -68,25 +72,18 @@ Deno.test("the Batcher sends a lone message when the loop goes idle, not at exit
   const code = `import { Batcher } from "./scripts/${SCRIPT}";
     await new Batcher().send("lone message\\n");
     await Deno.stdin.read(new Uint8Array(1));`;
-  const child = new Deno.Command(Deno.execPath(), {
+  await using child = spawnWithDeadline(Deno.execPath(), {
     args: ["eval", code],
     cwd: repoRoot,
     stdin: "piped",
     stdout: "piped",
     stderr: "inherit",
-    signal: AbortSignal.timeout(20_000),
-  }).spawn();
-  try {
-    const lines = lineReader(child.stdout);
-    assert.equal(await lines.next(), "lone message");
-    await child.stdin.close(); // Now let it finish.
-    assert.equal(await lines.next(), null);
-    assert.equal((await child.status).code, 0);
-  } finally {
-    try {
-      child.kill("SIGKILL");
-    } catch { /* already gone */ }
-  }
+  }, 20_000);
+  const lines = lineReader(child.stdout);
+  assert.equal(await lines.next(), "lone message");
+  await child.stdin.close(); // Now let it finish.
+  assert.equal(await lines.next(), null);
+  assert.equal((await child.status).code, 0);
 });
 
 Deno.test("bad options: exactly one error line naming the problem, exit 2", async () => {
@@ -100,12 +97,7 @@ Deno.test("bad options: exactly one error line naming the problem, exit 2", asyn
   ];
   for (const [args, problem] of cases) {
     const result = await runScript(SCRIPT, args, { timeoutMs: 10_000 });
-    assert.equal(result.code, 2, args.join(" "));
-    const lines = result.stderr.trimEnd().split("\n");
-    assert.equal(lines.length, 1, result.stderr);
-    assert.match(lines[0], /^error: .+ \(see --help\)$/);
-    assert.match(lines[0], problem);
-    assert.equal(result.stdout, "");
+    assertUsageError(result, problem, args.join(" "));
   }
 });
 
@@ -128,42 +120,27 @@ Deno.test("without --allow-run: one line saying which permission to give, exit 1
   );
 });
 
-/** Whether a live process has `needle` in its command line (`ps`, since Deno guards /proc). */
-function processWith(needle: string): boolean {
-  const ps = new Deno.Command("ps", { args: ["-eo", "stat=,args="] })
-    .outputSync();
-  return new TextDecoder().decode(ps.stdout).split("\n")
-    .some((line) => !line.startsWith("Z") && line.includes(needle));
-}
-
-/** Re-checks `condition` every 20 ms until it holds or `ms` pass; returns whether it held. */
-async function eventually(
-  condition: () => boolean,
-  ms: number,
-): Promise<boolean> {
-  const deadline = Date.now() + ms;
-  while (!condition() && Date.now() < deadline) {
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-  return condition();
-}
-
-for (const [signal, exitCode] of [["SIGINT", 130], ["SIGTERM", 143]] as const) {
-  Deno.test(`${signal}: exit ${exitCode}, quietly, and the writing child is killed`, async () => {
+for (const [signal, exitCode] of SIGNAL_EXITS) {
+  Deno.test(`${signal}: exit ${exitCode}, quietly, and the writing child is killed and reaped`, async () => {
     // Far more messages than can be sent before the signal; the count names the child.
     const childFlag = "--messages=987654321";
     await using parent = spawnScript(SCRIPT, ["--messages", "987654321"], { timeoutMs: 20_000 });
     const lines = lineReader(parent.stdout);
     assert.match((await lines.next())!, /^987654321 JSON lines a row$/);
     assert.match((await lines.next())!, /^child writes, parent reads/);
-    // The first row's child is spawned right after this line: wait until it runs.
-    assert.ok(await eventually(() => processWith(childFlag), 10_000));
+    // The first row's label is printed once the child's first bytes reached the parent: the
+    // child runs now, and is the parent's only child.
+    assert.equal(await lines.until("per message"), "await write per message");
+    const children = await childrenOf(parent.pid);
+    assert.equal(children.length, 1, `children: ${children}`);
+    assert.equal((await processesMentioning(childFlag)).length, 1, "the writing child runs");
     parent.kill(signal);
     const status = await parent.status;
     assert.equal(status.code, exitCode);
     assert.equal(await new Response(parent.stderr).text(), "");
-    // SIGKILL is sent before the parent exits; the child needs a moment to be gone.
-    assert.ok(await eventually(() => !processWith(childFlag), 5_000));
+    // The parent reaps its child before it exits: no process is left, not even a zombie.
+    assert.equal(await processState(children[0]), null);
+    assert.deepEqual(await processesMentioning(childFlag), []);
     await lines.rest();
   });
 }

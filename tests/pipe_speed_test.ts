@@ -6,7 +6,19 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { lineReader, repoRoot, runDeno, runScript, spawnScript, wholeRunBlock } from "./helpers.ts";
+import {
+  assertUsageError,
+  childrenOf,
+  lineReader,
+  processesMentioning,
+  processState,
+  repoRoot,
+  runDeno,
+  runScript,
+  SIGNAL_EXITS,
+  spawnScript,
+  wholeRunBlock,
+} from "./helpers.ts";
 
 const SCRIPT = "pipe_speed.ts";
 
@@ -66,12 +78,7 @@ Deno.test("bad options: exactly one error line naming the problem, exit 2", asyn
   ];
   for (const [args, problem] of cases) {
     const result = await runScript(SCRIPT, args, { timeoutMs: 10_000 });
-    assert.equal(result.code, 2, args.join(" "));
-    const lines = result.stderr.trimEnd().split("\n");
-    assert.equal(lines.length, 1, result.stderr);
-    assert.match(lines[0], /^error: .+ \(see --help\)$/);
-    assert.match(lines[0], problem);
-    assert.equal(result.stdout, "");
+    assertUsageError(result, problem, args.join(" "));
   }
 });
 
@@ -94,42 +101,27 @@ Deno.test("without --allow-run: one line saying which permission to give, exit 1
   );
 });
 
-/** Whether a live process has `needle` in its command line (`ps`, since Deno guards /proc). */
-function processWith(needle: string): boolean {
-  const ps = new Deno.Command("ps", { args: ["-eo", "stat=,args="] })
-    .outputSync();
-  return new TextDecoder().decode(ps.stdout).split("\n")
-    .some((line) => !line.startsWith("Z") && line.includes(needle));
-}
-
-/** Re-checks `condition` every 20 ms until it holds or `ms` pass; returns whether it held. */
-async function eventually(
-  condition: () => boolean,
-  ms: number,
-): Promise<boolean> {
-  const deadline = Date.now() + ms;
-  while (!condition() && Date.now() < deadline) {
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-  return condition();
-}
-
-for (const [signal, exitCode] of [["SIGINT", 130], ["SIGTERM", 143]] as const) {
-  Deno.test(`${signal}: exit ${exitCode}, quietly, and the writing child is killed`, async () => {
+for (const [signal, exitCode] of SIGNAL_EXITS) {
+  Deno.test(`${signal}: exit ${exitCode}, quietly, and the writing child is killed and reaped`, async () => {
     // 99999M is far more than can be sent before the signal; its byte count names the child.
     const childFlag = `--bytes=${99999 * 1024 * 1024}`;
     await using parent = spawnScript(SCRIPT, ["--bytes", "99999M"], { timeoutMs: 20_000 });
     const lines = lineReader(parent.stdout);
     assert.match((await lines.next())!, /^\d+ bytes a row$/);
     assert.match((await lines.next())!, /^child writes, parent reads/);
-    // The first row's child is spawned right after this line: wait until it runs.
-    assert.ok(await eventually(() => processWith(childFlag), 10_000));
+    // The first row's label is printed once the child's first bytes reached the parent: the
+    // child runs now, and is the parent's only child.
+    assert.equal(await lines.until("BYOB reader"), "writeSync 64 KiB, BYOB reader");
+    const children = await childrenOf(parent.pid);
+    assert.equal(children.length, 1, `children: ${children}`);
+    assert.equal((await processesMentioning(childFlag)).length, 1, "the writing child runs");
     parent.kill(signal);
     const status = await parent.status;
     assert.equal(status.code, exitCode);
     assert.equal(await new Response(parent.stderr).text(), "");
-    // SIGKILL is sent before the parent exits; the child needs a moment to be gone.
-    assert.ok(await eventually(() => !processWith(childFlag), 5_000));
+    // The parent reaps its child before it exits: no process is left, not even a zombie.
+    assert.equal(await processState(children[0]), null);
+    assert.deepEqual(await processesMentioning(childFlag), []);
     await lines.rest();
   });
 }
