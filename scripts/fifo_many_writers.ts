@@ -147,6 +147,12 @@ function startWriter(path: string, id: number, lines: number, bytes: number): De
   }
 }
 
+/** Writes `text` to stdout now, even without a newline (a row's label, its figures to come). */
+function writeText(text: string): void {
+  const bytes = new TextEncoder().encode(text);
+  for (let done = 0; done < bytes.length;) done += Deno.stdout.writeSync(bytes.subarray(done));
+}
+
 /** One round: `writers` children send `lines` lines of `bytes` bytes each at the same time. */
 async function round(path: string, writers: number, lines: number, bytes: number) {
   const started = performance.now();
@@ -165,6 +171,8 @@ async function round(path: string, writers: number, lines: number, bytes: number
       await child.status; // no child outlives us
     });
   }
+  // The row's label goes out now that the writers run, its figures once they are done.
+  writeText(`${bytes}-byte lines: `);
   const counting = countLines(reading, bytes);
   const statuses = await Promise.all(children.map((child) => child.status));
   spare.close(); // now every writer has closed: the reader drains the pipe and sees EOF
@@ -172,7 +180,7 @@ async function round(path: string, writers: number, lines: number, bytes: number
   if (statuses.some((status) => !status.success)) throw new Refusal("a writer failed");
   const ms = Math.round(performance.now() - started);
   console.log(
-    `${bytes}-byte lines: sent ${writers * lines}, received ${received}, ` +
+    `sent ${writers * lines}, received ${received}, ` +
       `intact ${intact}, torn ${received - intact} (in ${ms} ms)`,
   );
 }

@@ -4,7 +4,20 @@
  * whether a given run tears any of them is up to the scheduler.
  */
 import assert from "node:assert/strict";
-import { lineReader, runDeno, runScript, spawnScript, wholeRunBlock } from "./helpers.ts";
+import {
+  assertUsageError,
+  childrenOf,
+  exists,
+  lineReader,
+  mkfifo,
+  processesMentioning,
+  processState,
+  runDeno,
+  runScript,
+  spawnScript,
+  wholeRunBlock,
+  withTempDir,
+} from "./helpers.ts";
 import { isIntact, makeLine } from "../scripts/fifo_many_writers.ts";
 
 const NAME = "fifo_many_writers.ts";
@@ -40,22 +53,6 @@ function mask(text: string): string {
       /^(100000-byte .*)intact \d+, torn \d+/gm,
       "$1intact <n>, torn <n>",
     );
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return false;
-    throw error;
-  }
-}
-
-/** Command lines of the running processes that mention `text` (the writers name the FIFO). */
-async function processesMentioning(text: string): Promise<string[]> {
-  const ps = await new Deno.Command("ps", { args: ["-eo", "args"] }).output();
-  return new TextDecoder().decode(ps.stdout).split("\n").filter((line) => line.includes(text));
 }
 
 Deno.test("the whole run: 4 writers x 10,000 short lines arrive with zero torn lines", async () => {
@@ -105,17 +102,13 @@ Deno.test("usage errors: one line `error: ... (see --help)`, exit 2", async () =
     ["--role", "writer"],
   ];
   const results = await Promise.all(mistakes.map((args) => runScript(NAME, args)));
-  results.forEach((result, i) => {
-    assert.equal(result.code, 2, mistakes[i].join(" "));
-    assert.match(result.stderr, /^error: [^\n]+ \(see --help\)\n$/, mistakes[i].join(" "));
-    assert.equal(result.stdout, "");
-  });
+  results.forEach((result, i) => assertUsageError(result, undefined, mistakes[i].join(" ")));
   const help = await runScript(NAME, ["--help"]);
   assert.equal(help.code, 0);
   assert.match(help.stdout, /^usage: fifo_many_writers\.ts /);
 });
 
-Deno.test("SIGINT mid-run: exit 130, writers gone, FIFO and directory gone", async () => {
+Deno.test("SIGINT mid-run: exit 130, writers killed and reaped, FIFO and directory gone", async () => {
   await using parent = spawnScript(NAME, [
     "--writers",
     "2",
@@ -124,30 +117,28 @@ Deno.test("SIGINT mid-run: exit 130, writers gone, FIFO and directory gone", asy
     "--long-lines",
     "0",
   ], { timeoutMs: DEADLINE });
-  const first = (await lineReader(parent.stdout).next())!;
-  const dir = first.match(/FIFO (\S+)\/fifo/)![1];
-  // Wait for the event "both writers are running" (they name the FIFO on their command line).
-  const giveUp = Date.now() + DEADLINE;
-  while ((await processesMentioning(`${dir}/fifo`)).length < 2) {
-    assert.ok(Date.now() < giveUp, "the writers never showed up");
-    assert.equal(
-      await exists(dir),
-      true,
-      "the run ended before the writers were seen",
-    );
-  }
+  const out = lineReader(parent.stdout);
+  const dir = (await out.next())!.match(/FIFO (\S+)\/fifo/)![1];
+  // The round's label is printed once both writers are started: they run now (their command
+  // lines name the FIFO), and they are the parent's only children.
+  assert.equal(await out.until("100-byte lines: "), "100-byte lines: ");
+  const writers = await childrenOf(parent.pid);
+  assert.equal(writers.length, 2, `children: ${writers}`);
+  assert.equal((await processesMentioning(`${dir}/fifo`)).length, 2, "both writers run");
   parent.kill("SIGINT");
   assert.equal((await parent.status).code, 130);
+  assert.equal(await new Response(parent.stderr).text(), "");
+  assert.equal(await out.rest(), "");
   assert.equal(await exists(dir), false);
+  // The parent reaps its writers before it exits: no process is left, not even a zombie.
+  for (const pid of writers) assert.equal(await processState(pid), null);
   assert.deepEqual(await processesMentioning(dir), []);
 });
 
 Deno.test("a writer whose reader goes away says so in one line, exit 1, no stack trace", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "fifo_many_writers_test_" });
-  try {
+  await withTempDir("fifo_many_writers_test_", async (dir) => {
     const path = `${dir}/fifo`;
-    const made = await new Deno.Command("mkfifo", { args: [path] }).output();
-    assert.ok(made.success, "mkfifo failed");
+    await mkfifo(path);
     // The internal writer role, as the parent starts it; this test is its reader.
     const args = ["--role", "writer", "--path", path, "--id", "1", "--lines", "10000000"];
     await using writer = spawnScript(NAME, args, { timeoutMs: DEADLINE });
@@ -161,9 +152,7 @@ Deno.test("a writer whose reader goes away says so in one line, exit 1, no stack
       await new Response(writer.stderr).text(),
       "error: the reader closed the FIFO\n",
     );
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("isIntact: a whole line is intact; a line with another writer's bytes is torn", () => {
