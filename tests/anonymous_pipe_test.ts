@@ -5,6 +5,9 @@
 import assert from "node:assert/strict";
 import { numberLine, readLines } from "../scripts/anonymous_pipe.ts";
 import {
+  alive,
+  assertUsageError,
+  childrenOf,
   headerRunFlags,
   lineReader,
   repoRoot,
@@ -12,29 +15,26 @@ import {
   runScript,
   scriptPath,
   spawnScript,
+  spawnWithDeadline,
   wholeRunBlock,
 } from "./helpers.ts";
 
 const NAME = "anonymous_pipe.ts";
 const LINE = /^Parent (\d+) got "(Number \d{3})" at (\d+\.\d{3})$/;
 
-/** The pids of a process's children, from `ps`. */
-async function childrenOf(pid: number): Promise<number[]> {
-  const ps = await new Deno.Command("ps", {
-    args: ["-o", "pid=", "--ppid", `${pid}`],
-  }).output();
-  return new TextDecoder().decode(ps.stdout).split(/\s+/).filter(Boolean).map(
-    Number,
-  );
-}
+/** An endless run (--count 0), as the signal and pipe tests use it. */
+const ENDLESS = ["--count", "0", "--interval", "5"];
 
-/** True while a process with this pid runs (a zombie, exited but not yet reaped, does not). */
-async function alive(pid: number): Promise<boolean> {
-  const ps = await new Deno.Command("ps", {
-    args: ["-o", "stat=", "-p", `${pid}`],
-  }).output();
-  const state = new TextDecoder().decode(ps.stdout).trim();
-  return state !== "" && !state.startsWith("Z");
+/**
+ * Waits for a run's first line, the event that proves both processes run (the child wrote it,
+ * the parent printed it), and returns the reader and the child's pid, the parent's only child.
+ */
+async function firstLine(parent: Deno.ChildProcess) {
+  const stdout = lineReader(parent.stdout);
+  assert.match((await stdout.next())!, LINE);
+  const children = await childrenOf(parent.pid);
+  assert.equal(children.length, 1, `children: ${children}`);
+  return { stdout, childPid: children[0] };
 }
 
 Deno.test("the whole run prints what the header shows (pids and times aside)", async () => {
@@ -51,7 +51,7 @@ Deno.test("the whole run prints what the header shows (pids and times aside)", a
 });
 
 Deno.test("the parent prints the article's lines: its own pid, 000..004 wrapping, rising times", async () => {
-  const parent = spawnScript(NAME, ["--count", "12", "--interval", "0"]);
+  await using parent = spawnScript(NAME, ["--count", "12", "--interval", "0"]);
   const [stdout, stderr, status] = await Promise.all([
     lineReader(parent.stdout).rest(),
     lineReader(parent.stderr).rest(),
@@ -112,10 +112,8 @@ Deno.test("readLines rebuilds lines cut anywhere: a 1 MiB line, split UTF-8, no 
 });
 
 Deno.test("a child killed mid-run makes the parent fail with one clear line, no hang", async () => {
-  const parent = spawnScript(NAME, ["--count", "0", "--interval", "20"]);
-  const stdout = lineReader(parent.stdout);
-  assert.match((await stdout.next())!, LINE); // the child is running: it wrote a line
-  const [childPid] = await childrenOf(parent.pid);
+  await using parent = spawnScript(NAME, ["--count", "0", "--interval", "20"]);
+  const { stdout, childPid } = await firstLine(parent);
   Deno.kill(childPid, "SIGKILL");
   const [stderr, status] = await Promise.all([
     lineReader(parent.stderr).rest(),
@@ -127,10 +125,8 @@ Deno.test("a child killed mid-run makes the parent fail with one clear line, no 
 });
 
 Deno.test("the child exits quietly when its reader goes away (parent killed)", async () => {
-  const parent = spawnScript(NAME, ["--count", "0", "--interval", "5"]);
-  const stdout = lineReader(parent.stdout);
-  assert.match((await stdout.next())!, LINE);
-  const [childPid] = await childrenOf(parent.pid);
+  await using parent = spawnScript(NAME, ENDLESS);
+  const { stdout, childPid } = await firstLine(parent);
   parent.kill("SIGKILL"); // the parent cannot clean up: the pipe's read end just closes
   await parent.status;
   // The child inherited the parent's stderr, so this EOF comes only once the child has exited
@@ -140,7 +136,7 @@ Deno.test("the child exits quietly when its reader goes away (parent killed)", a
 });
 
 Deno.test("the child alone stops quietly with code 0 when its stdout is closed", async () => {
-  const child = spawnScript(NAME, ["--child", "0", "0"]); // what the parent runs
+  await using child = spawnScript(NAME, ["--child", "0", "0"]); // what the parent runs
   const stdout = lineReader(child.stdout);
   assert.equal(await stdout.next(), "Number 000");
   await stdout.cancel(); // close the read end
@@ -153,10 +149,8 @@ Deno.test("the child alone stops quietly with code 0 when its stdout is closed",
 });
 
 Deno.test("the parent stops quietly, and stops its child, when its own stdout closes (| head)", async () => {
-  const parent = spawnScript(NAME, ["--count", "0", "--interval", "5"]);
-  const stdout = lineReader(parent.stdout);
-  assert.match((await stdout.next())!, LINE);
-  const [childPid] = await childrenOf(parent.pid);
+  await using parent = spawnScript(NAME, ENDLESS);
+  const { stdout, childPid } = await firstLine(parent);
   await stdout.cancel(); // what `head` does when it has read enough
   const [stderr, status] = await Promise.all([
     lineReader(parent.stderr).rest(),
@@ -170,45 +164,27 @@ Deno.test("the parent stops quietly, and stops its child, when its own stdout cl
 Deno.test("Ctrl-C stops both processes: exit 130, no child left, no trace", async () => {
   // A terminal's Ctrl-C sends SIGINT to the whole foreground process group. `setsid` gives the
   // parent a group of its own (its pid is the group id), which the test then signals.
-  const parent = new Deno.Command("setsid", {
-    args: [
-      Deno.execPath(),
-      "run",
-      ...headerRunFlags(NAME),
-      scriptPath(NAME),
-      "--count",
-      "0",
-      "--interval",
-      "5",
-    ],
+  await using parent = spawnWithDeadline("setsid", {
+    args: [Deno.execPath(), "run", ...headerRunFlags(NAME), scriptPath(NAME), ...ENDLESS],
     cwd: repoRoot,
     stdout: "piped",
     stderr: "piped",
-  }).spawn();
-  const deadline = setTimeout(() => parent.kill("SIGKILL"), 20_000);
-  try {
-    const stdout = lineReader(parent.stdout);
-    assert.match((await stdout.next())!, LINE); // both processes are running
-    const [childPid] = await childrenOf(parent.pid);
-    Deno.kill(-parent.pid, "SIGINT");
-    const [stderr, status] = await Promise.all([
-      lineReader(parent.stderr).rest(),
-      parent.status,
-      stdout.rest(),
-    ]);
-    assert.equal(stderr, "");
-    assert.equal(status.code, 130);
-    assert.equal(await alive(childPid), false);
-  } finally {
-    clearTimeout(deadline);
-  }
+  }, 20_000);
+  const { stdout, childPid } = await firstLine(parent); // both processes are running
+  Deno.kill(-parent.pid, "SIGINT");
+  const [stderr, status] = await Promise.all([
+    lineReader(parent.stderr).rest(),
+    parent.status,
+    stdout.rest(),
+  ]);
+  assert.equal(stderr, "");
+  assert.equal(status.code, 130);
+  assert.equal(await alive(childPid), false);
 });
 
 Deno.test("SIGINT to the parent alone (kill) also stops the child, exit 130", async () => {
-  const parent = spawnScript(NAME, ["--count", "0", "--interval", "5"]);
-  const stdout = lineReader(parent.stdout);
-  assert.match((await stdout.next())!, LINE);
-  const [childPid] = await childrenOf(parent.pid);
+  await using parent = spawnScript(NAME, ENDLESS);
+  const { stdout, childPid } = await firstLine(parent);
   parent.kill("SIGINT");
   const [stderr, status] = await Promise.all([
     lineReader(parent.stderr).rest(),
@@ -234,9 +210,7 @@ for (
 ) {
   Deno.test(`usage error for ${args.join(" ")}: one line, exit code 2`, async () => {
     const result = await runScript(NAME, [...args]);
-    assert.equal(result.code, 2);
-    assert.equal(result.stdout, "");
-    assert.match(result.stderr, /^error: [^\n]+\n$/);
+    assertUsageError(result);
     assert.ok(result.stderr.includes(problem), result.stderr);
   });
 }
