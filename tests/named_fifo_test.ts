@@ -4,30 +4,25 @@
  * Every wait is on an event (a line printed, a process exit), never on a sleep.
  */
 import assert from "node:assert/strict";
-import { lineReader, runDeno, runScript, spawnScript, wholeRunBlock } from "./helpers.ts";
+import {
+  assertUsageError,
+  exists,
+  lineReader,
+  mkfifo,
+  processState,
+  runDeno,
+  runScript,
+  SIGNAL_EXITS,
+  spawnScript,
+  spawnWithDeadline,
+  wholeRunBlock,
+  withTempDir,
+} from "./helpers.ts";
 
 const NAME = "named_fifo.ts";
 const DEADLINE = 20_000;
 
-/** A fresh directory for a test's FIFO, removed afterwards. */
-async function withTempDir(body: (dir: string) => Promise<void>) {
-  const dir = await Deno.makeTempDir({ prefix: "named_fifo_test_" });
-  try {
-    await body(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return false;
-    throw error;
-  }
-}
+const TEMP_PREFIX = "named_fifo_test_";
 
 async function isFifo(path: string): Promise<boolean> {
   return (await Deno.lstat(path)).isFifo === true;
@@ -35,27 +30,21 @@ async function isFifo(path: string): Promise<boolean> {
 
 /** Runs `sh -c script` with a deadline. */
 function shell(script: string): Deno.ChildProcess {
-  const child = new Deno.Command("sh", {
-    args: ["-c", script],
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const timer = setTimeout(() => child.kill("SIGKILL"), DEADLINE);
-  child.status.finally(() => clearTimeout(timer));
-  return child;
+  return spawnWithDeadline(
+    "sh",
+    { args: ["-c", script], stdout: "piped", stderr: "piped" },
+    DEADLINE,
+  );
 }
 
-async function mkfifo(path: string) {
-  const made = await new Deno.Command("mkfifo", { args: [path] }).output();
-  assert.ok(made.success, "mkfifo failed");
+/** The internal writer role's command line: `count` lines to the FIFO at `path`, no pause. */
+function writerArgs(path: string, count: number): string[] {
+  return ["--role", "writer", "--path", path, "--count", `${count}`, "--interval", "0"];
 }
 
-/** True while a process with this pid exists (`kill -0`). */
-async function alive(pid: number): Promise<boolean> {
-  const probe = await new Deno.Command("sh", {
-    args: ["-c", `kill -0 ${pid} 2>/dev/null`],
-  }).output();
-  return probe.success;
+/** True once a process is gone for good: exited and reaped, not even a zombie left. */
+async function gone(pid: number): Promise<boolean> {
+  return await processState(pid) === null;
 }
 
 function mask(text: string): string {
@@ -89,11 +78,7 @@ Deno.test("usage: --help; a bad option is one line `error: ... (see --help)`, ex
     ["--keep-open"],
   ];
   const results = await Promise.all(mistakes.map((args) => runScript(NAME, args)));
-  results.forEach((bad, i) => {
-    assert.equal(bad.code, 2, mistakes[i].join(" "));
-    assert.match(bad.stderr, /^error: [^\n]+ \(see --help\)\n$/, mistakes[i].join(" "));
-    assert.equal(bad.stdout, "");
-  });
+  results.forEach((bad, i) => assertUsageError(bad, undefined, mistakes[i].join(" ")));
 });
 
 Deno.test("a closed stdout (like `| head -2`) ends the run quietly: exit 0, nothing left", async () => {
@@ -109,11 +94,11 @@ Deno.test("a closed stdout (like `| head -2`) ends the run quietly: exit 0, noth
   assert.equal((await parent.status).code, 0);
   assert.equal(await new Response(parent.stderr).text(), "", "no stack trace, no message");
   assert.equal(await exists(dir), false);
-  assert.equal(await alive(Number(writerPid)), false);
+  assert.ok(await gone(Number(writerPid)), "the writer is reaped");
 });
 
 Deno.test("reader first, then an unrelated writer: the reader made the FIFO and removes it", async () => {
-  await withTempDir(async (dir) => {
+  await withTempDir(TEMP_PREFIX, async (dir) => {
     const path = `${dir}/fifo`;
     await using reader = spawnScript(
       NAME,
@@ -125,16 +110,7 @@ Deno.test("reader first, then an unrelated writer: the reader made the FIFO and 
     const out = lineReader(reader.stdout);
     assert.match((await out.next())!, /^Reader \d+: waiting for a writer on /);
     assert.ok(await isFifo(path), "the reader created the FIFO");
-    const writer = await runScript(NAME, [
-      "--role",
-      "writer",
-      "--path",
-      path,
-      "--count",
-      "3",
-      "--interval",
-      "0",
-    ], { timeoutMs: DEADLINE });
+    const writer = await runScript(NAME, writerArgs(path, 3), { timeoutMs: DEADLINE });
     assert.equal(writer.code, 0, writer.stderr);
     const rest = (await out.rest()).trimEnd().split("\n");
     assert.deepEqual(
@@ -152,18 +128,9 @@ Deno.test("reader first, then an unrelated writer: the reader made the FIFO and 
 });
 
 Deno.test("writer first, then a reader: the writer made the FIFO and removes it", async () => {
-  await withTempDir(async (dir) => {
+  await withTempDir(TEMP_PREFIX, async (dir) => {
     const path = `${dir}/fifo`;
-    await using writer = spawnScript(NAME, [
-      "--role",
-      "writer",
-      "--path",
-      path,
-      "--count",
-      "2",
-      "--interval",
-      "0",
-    ], { timeoutMs: DEADLINE });
+    await using writer = spawnScript(NAME, writerArgs(path, 2), { timeoutMs: DEADLINE });
     const says = lineReader(writer.stderr);
     assert.match((await says.next())!, /^Writer \d+: waiting for a reader on /);
     const reader = await runScript(NAME, ["--role", "reader", "--path", path], {
@@ -178,7 +145,7 @@ Deno.test("writer first, then a reader: the writer made the FIFO and removes it"
 });
 
 Deno.test("the shell is the other end: echo > P, cat P; an existing FIFO is left in place", async () => {
-  await withTempDir(async (dir) => {
+  await withTempDir(TEMP_PREFIX, async (dir) => {
     const path = `${dir}/fifo`;
     await mkfifo(path);
     const echo = shell(`echo "hello from sh" > '${path}'`);
@@ -190,16 +157,7 @@ Deno.test("the shell is the other end: echo > P, cat P; an existing FIFO is left
     assert.match(reader.stdout, /got "hello from sh" at \d+\.\d{3}\n.*saw EOF/);
 
     const cat = shell(`cat '${path}'`);
-    const writer = await runScript(NAME, [
-      "--role",
-      "writer",
-      "--path",
-      path,
-      "--count",
-      "3",
-      "--interval",
-      "0",
-    ], { timeoutMs: DEADLINE });
+    const writer = await runScript(NAME, writerArgs(path, 3), { timeoutMs: DEADLINE });
     assert.equal(writer.code, 0, writer.stderr);
     const catOutput = await cat.output();
     assert.equal(
@@ -211,7 +169,7 @@ Deno.test("the shell is the other end: echo > P, cat P; an existing FIFO is left
 });
 
 Deno.test("a regular file or a symlink at P is refused and left as it was", async () => {
-  await withTempDir(async (dir) => {
+  await withTempDir(TEMP_PREFIX, async (dir) => {
     const file = `${dir}/notes.txt`;
     const bytes = new TextEncoder().encode("precious data\n");
     await Deno.writeFile(file, bytes);
@@ -233,7 +191,7 @@ Deno.test("a regular file or a symlink at P is refused and left as it was", asyn
   });
 });
 
-for (const [signal, code] of [["SIGINT", 130], ["SIGTERM", 143]] as const) {
+for (const [signal, code] of SIGNAL_EXITS) {
   Deno.test(`${signal} mid-run: exit ${code}, FIFO and directory gone, writer gone`, async () => {
     await using parent = spawnScript(
       NAME,
@@ -251,12 +209,12 @@ for (const [signal, code] of [["SIGINT", 130], ["SIGTERM", 143]] as const) {
     parent.kill(signal);
     assert.equal((await parent.status).code, code);
     assert.equal(await exists(dir), false);
-    assert.equal(await alive(Number(writerPid)), false);
+    assert.ok(await gone(Number(writerPid)), "the writer is reaped");
   });
 }
 
 Deno.test("SIGINT while blocked opening the FIFO: exit 130, the FIFO it made is gone", async () => {
-  await withTempDir(async (dir) => {
+  await withTempDir(TEMP_PREFIX, async (dir) => {
     const path = `${dir}/fifo`;
     await using reader = spawnScript(
       NAME,
@@ -276,7 +234,7 @@ Deno.test("SIGINT while blocked opening the FIFO: exit 130, the FIFO it made is 
 });
 
 Deno.test("the writer says so in one line when its reader goes away", async () => {
-  await withTempDir(async (dir) => {
+  await withTempDir(TEMP_PREFIX, async (dir) => {
     const path = `${dir}/fifo`;
     await mkfifo(path);
     await using writer = spawnScript(NAME, [
@@ -304,7 +262,7 @@ Deno.test("the writer says so in one line when its reader goes away", async () =
 });
 
 Deno.test("--keep-open serves writer after writer with no EOF between them", async () => {
-  await withTempDir(async (dir) => {
+  await withTempDir(TEMP_PREFIX, async (dir) => {
     const path = `${dir}/fifo`;
     await using reader = spawnScript(NAME, [
       "--role",
@@ -316,16 +274,7 @@ Deno.test("--keep-open serves writer after writer with no EOF between them", asy
     const out = lineReader(reader.stdout);
     assert.match((await out.next())!, /waiting for a writer/);
     for (let writerNumber = 1; writerNumber <= 2; writerNumber++) {
-      const writer = await runScript(NAME, [
-        "--role",
-        "writer",
-        "--path",
-        path,
-        "--count",
-        "2",
-        "--interval",
-        "0",
-      ], { timeoutMs: DEADLINE });
+      const writer = await runScript(NAME, writerArgs(path, 2), { timeoutMs: DEADLINE });
       assert.equal(writer.code, 0, writer.stderr);
       assert.match((await out.next())!, /got "Number 000"/);
       assert.match((await out.next())!, /got "Number 001"/);
