@@ -126,7 +126,7 @@ Deno.test("a child killed mid-run makes the parent fail with one clear line, no 
 
 Deno.test("the child exits quietly when its reader goes away (parent killed)", async () => {
   await using parent = spawnScript(NAME, ENDLESS);
-  const { stdout, childPid } = await firstLine(parent);
+  const { childPid } = await firstLine(parent);
   parent.kill("SIGKILL"); // the parent cannot clean up: the pipe's read end just closes
   await parent.status;
   // The child inherited the parent's stderr, so this EOF comes only once the child has exited

@@ -1,5 +1,13 @@
 import assert from "node:assert/strict";
-import { lineReader, runDeno, runScript, spawnScript, wholeRunBlock } from "./helpers.ts";
+import {
+  assertUsageError,
+  lineReader,
+  runDeno,
+  runScript,
+  SIGNAL_EXITS,
+  spawnScript,
+  wholeRunBlock,
+} from "./helpers.ts";
 
 const name = "pipe_buffer.ts";
 
@@ -83,9 +91,7 @@ Deno.test({
 Deno.test("pipe_buffer: a bad option is one line on stderr and exit 2", async () => {
   for (const args of [["--bogus"], ["--total", "lots"], ["--settle", "0"], ["--role", "x"]]) {
     const result = await runScript(name, args);
-    assert.equal(result.code, 2, args.join(" "));
-    assert.equal(result.stdout, "");
-    assert.match(result.stderr, /^error: [^\n]+ \(see --help\)\n$/);
+    assertUsageError(result, undefined, args.join(" "));
   }
 });
 
@@ -101,7 +107,7 @@ Deno.test({
   name: "pipe_buffer: Ctrl-C (130) or SIGTERM (143) while the writer is blocked, quietly",
   ignore: Deno.build.os !== "linux",
   async fn() {
-    for (const [signal, code] of [["SIGINT", 130], ["SIGTERM", 143]] as const) {
+    for (const [signal, code] of SIGNAL_EXITS) {
       await using lesson = spawnScript(name);
       const lines = lineReader(lesson.stdout);
       let line = await lines.next();

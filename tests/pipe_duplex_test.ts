@@ -1,5 +1,13 @@
 import assert from "node:assert/strict";
-import { lineReader, runDeno, runScript, spawnScript, wholeRunBlock } from "./helpers.ts";
+import {
+  assertUsageError,
+  lineReader,
+  runDeno,
+  runScript,
+  SIGNAL_EXITS,
+  spawnScript,
+  wholeRunBlock,
+} from "./helpers.ts";
 
 const name = "pipe_duplex.ts";
 /** The final line's format, which benchmarks parse. */
@@ -85,9 +93,7 @@ Deno.test("pipe_duplex: a bad option is one line on stderr and exit 2", async ()
     const args of [["--bogus"], ["--requests", "0"], ["--size", "x"], ["--role", "x"], ["extra"]]
   ) {
     const result = await runScript(name, args);
-    assert.equal(result.code, 2, args.join(" "));
-    assert.equal(result.stdout, "");
-    assert.match(result.stderr, /^error: [^\n]+ \(see --help\)\n$/);
+    assertUsageError(result, undefined, args.join(" "));
   }
 });
 
@@ -100,7 +106,7 @@ Deno.test("pipe_duplex: --help prints the usage on stdout and exits 0", async ()
 });
 
 Deno.test("pipe_duplex: Ctrl-C (130) or SIGTERM (143) mid-conversation, quietly", async () => {
-  for (const [signal, code] of [["SIGINT", 130], ["SIGTERM", 143]] as const) {
+  for (const [signal, code] of SIGNAL_EXITS) {
     await using lesson = spawnScript(name, ["--requests", "1000000000"]);
     const lines = lineReader(lesson.stdout);
     let line = await lines.next();

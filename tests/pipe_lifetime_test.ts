@@ -1,5 +1,14 @@
 import assert from "node:assert/strict";
-import { lineReader, runDeno, runScript, spawnScript, wholeRunBlock } from "./helpers.ts";
+import {
+  assertUsageError,
+  exists,
+  lineReader,
+  runDeno,
+  runScript,
+  SIGNAL_EXITS,
+  spawnScript,
+  wholeRunBlock,
+} from "./helpers.ts";
 
 const name = "pipe_lifetime.ts";
 const linux = Deno.build.os === "linux";
@@ -11,16 +20,6 @@ function mask(text: string): string {
     .replace(/pipe:\[\d+\]/g, "pipe:[INODE]")
     .replace(/inode \d+/g, "inode INODE")
     .replace(/\S*\/pipe_lifetime_\w+\//g, "TMP/");
-}
-
-function exists(path: string): boolean {
-  try {
-    Deno.lstatSync(path);
-    return true;
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return false;
-    throw error;
-  }
 }
 
 Deno.test({
@@ -67,8 +66,8 @@ Deno.test({
     );
     // And the lesson removed what it made.
     const fifo = named.match(/^mkfifo made (\S+), inode/)![1];
-    assert.equal(exists(fifo), false);
-    assert.equal(exists(fifo.slice(0, fifo.lastIndexOf("/"))), false);
+    assert.equal(await exists(fifo), false);
+    assert.equal(await exists(fifo.slice(0, fifo.lastIndexOf("/"))), false);
   },
 });
 
@@ -77,7 +76,7 @@ Deno.test({
     "pipe_lifetime: Ctrl-C (130) or SIGTERM (143) mid-lesson removes the FIFO and its directory",
   ignore: !linux,
   async fn() {
-    for (const [signal, code] of [["SIGINT", 130], ["SIGTERM", 143]] as const) {
+    for (const [signal, code] of SIGNAL_EXITS) {
       await using lesson = spawnScript(name);
       const lines = lineReader(lesson.stdout);
       let fifo = "";
@@ -86,12 +85,12 @@ Deno.test({
         fifo = line.match(/^FIFO: mkfifo made (\S+), inode/)?.[1] ?? fifo;
         line = await lines.next();
       }
-      assert.ok(fifo && exists(fifo), "the lesson made its FIFO");
+      assert.ok(fifo && await exists(fifo), "the lesson made its FIFO");
       lesson.kill(signal);
       assert.equal((await lesson.status).code, code);
       await lines.rest();
       assert.equal(await new Response(lesson.stderr).text(), "");
-      assert.equal(exists(fifo.slice(0, fifo.lastIndexOf("/"))), false);
+      assert.equal(await exists(fifo.slice(0, fifo.lastIndexOf("/"))), false);
     }
   },
 });
@@ -99,9 +98,7 @@ Deno.test({
 Deno.test("pipe_lifetime: a bad option is one line on stderr and exit 2", async () => {
   for (const args of [["--bogus"], ["--role", "x"], ["extra"]]) {
     const result = await runScript(name, args);
-    assert.equal(result.code, 2, args.join(" "));
-    assert.equal(result.stdout, "");
-    assert.match(result.stderr, /^error: [^\n]+ \(see --help\)\n$/);
+    assertUsageError(result, undefined, args.join(" "));
   }
 });
 
