@@ -147,10 +147,17 @@ function startWriter(path: string, id: number, lines: number, bytes: number): De
   }
 }
 
-/** Writes `text` to stdout now, even without a newline (a row's label, its figures to come). */
+/**
+ * Writes `text` to stdout now, even without a newline (a row's label, its figures to come). A
+ * closed stdout (`| head -1`) is ignored, as console.log ignores it for the figures.
+ */
 function writeText(text: string): void {
   const bytes = new TextEncoder().encode(text);
-  for (let done = 0; done < bytes.length;) done += Deno.stdout.writeSync(bytes.subarray(done));
+  try {
+    for (let done = 0; done < bytes.length;) done += Deno.stdout.writeSync(bytes.subarray(done));
+  } catch (error) {
+    if (!(error instanceof Deno.errors.BrokenPipe)) throw error;
+  }
 }
 
 /** One round: `writers` children send `lines` lines of `bytes` bytes each at the same time. */

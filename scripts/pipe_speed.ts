@@ -204,9 +204,15 @@ async function main(): Promise<void> {
   console.log(`${bytes} bytes a row`);
   console.log("child writes, parent reads                rate          x");
   // A row's label goes out once its child's first bytes arrive, its figures once it is done: a
-  // reader (or a test) sees which row runs, and that its child is writing.
-  const showLabel = (label: string) => () =>
-    writeAllSync(new TextEncoder().encode(label.padEnd(38)));
+  // reader (or a test) sees which row runs, and that its child is writing. A closed stdout
+  // (`| head -1`) is ignored, as console.log ignores it for the figures.
+  const showLabel = (label: string) => () => {
+    try {
+      writeAllSync(new TextEncoder().encode(label.padEnd(38)));
+    } catch (error) {
+      if (!(error instanceof Deno.errors.BrokenPipe)) throw error;
+    }
+  };
   let base = 0;
   for (const [label, mode, kib, byob] of ROWS) {
     const onFirstByte = showLabel(label);

@@ -135,6 +135,22 @@ Deno.test("SIGINT mid-run: exit 130, writers killed and reaped, FIFO and directo
   assert.deepEqual(await processesMentioning(dir), []);
 });
 
+Deno.test("a closed stdout (like `| head -1`): exit 0, quietly, directory gone", async () => {
+  await using parent = spawnScript(
+    NAME,
+    ["--writers", "2", "--lines", "2000", "--long-lines", "2"],
+    {
+      timeoutMs: DEADLINE,
+    },
+  );
+  const out = lineReader(parent.stdout);
+  const dir = (await out.next())!.match(/FIFO (\S+)\/fifo/)![1];
+  await out.cancel(); // as `head` does: the labels and figures to come meet a closed pipe
+  assert.equal((await parent.status).code, 0);
+  assert.equal(await new Response(parent.stderr).text(), "", "no stack trace, no message");
+  assert.equal(await exists(dir), false);
+});
+
 Deno.test("a writer whose reader goes away says so in one line, exit 1, no stack trace", async () => {
   await withTempDir("fifo_many_writers_test_", async (dir) => {
     const path = `${dir}/fifo`;
