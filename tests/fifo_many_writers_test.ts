@@ -10,6 +10,7 @@ import {
   exists,
   lineReader,
   mkfifo,
+  openFifoForReading,
   processesMentioning,
   processState,
   runDeno,
@@ -158,7 +159,7 @@ Deno.test("a writer whose reader goes away says so in one line, exit 1, no stack
     // The internal writer role, as the parent starts it; this test is its reader.
     const args = ["--role", "writer", "--path", path, "--id", "1", "--lines", "10000000"];
     await using writer = spawnScript(NAME, args, { timeoutMs: DEADLINE });
-    const fifo = await Deno.open(path, { read: true });
+    const fifo = await openFifoForReading(path, writer);
     const first = new Uint8Array(100);
     assert.ok((await fifo.read(first))! > 0, "read the start of a line");
     assert.match(new TextDecoder().decode(first), /^w1 000000 b/);

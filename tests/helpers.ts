@@ -355,3 +355,25 @@ export async function mkfifo(path: string): Promise<void> {
   }).output();
   if (!made.success) throw new Error(`mkfifo ${path} failed`);
 }
+
+/**
+ * Opens the read end of the FIFO at `path`, where `writer` is to open the write end. Opening a
+ * FIFO waits for the other end, and a waiting open cannot be cancelled: if the writer dies first,
+ * open the write end here to release it, then fail, rather than hang the test run.
+ */
+export async function openFifoForReading(
+  path: string,
+  writer: Deno.ChildProcess,
+): Promise<Deno.FsFile> {
+  const opening = Deno.open(path, { read: true });
+  const writerExitedFirst = await Promise.race([
+    opening.then(() => false),
+    writer.status.then(() => true),
+  ]);
+  if (writerExitedFirst) {
+    (await Deno.open(path, { write: true })).close();
+    (await opening).close();
+    throw new Error(`the writer exited before it opened ${path}`);
+  }
+  return await opening;
+}

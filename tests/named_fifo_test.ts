@@ -9,6 +9,7 @@ import {
   exists,
   lineReader,
   mkfifo,
+  openFifoForReading,
   processState,
   runDeno,
   runScript,
@@ -247,7 +248,7 @@ Deno.test("the writer says so in one line when its reader goes away", async () =
       "--interval",
       "10",
     ], { timeoutMs: DEADLINE });
-    const fifo = await Deno.open(path, { read: true });
+    const fifo = await openFifoForReading(path, writer);
     const first = new Uint8Array(64);
     assert.ok((await fifo.read(first))! > 0, "read a first line");
     fifo.close();
