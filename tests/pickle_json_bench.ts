@@ -17,7 +17,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { dumps, loads } from "../scripts/pickle_json.ts";
+import { dumps, loads, PickleError } from "../scripts/pickle_json.ts";
 
 /** One payload's result: median times of a round trip, and the median ratio pickle/JSON. */
 export interface PickleBenchRow {
@@ -176,12 +176,144 @@ export function benchPickleJson(
   return Promise.resolve(rows);
 }
 
+// ---------------------------------------------------------------------------------------------
+// Hostile but valid input (issue 4): text an attacker can send to make loads slow. Each case
+// is a pickle of about 1 MB (or as noted) that loads either rebuilds or refuses with a
+// PickleError; what matters is that loads costs at most a few times JSON.parse of the same
+// text, never orders of magnitude more.
+
+/** One hostile pickle: its name and text. */
+export interface HostileCase {
+  name: string;
+  text: string;
+}
+
+const pickleOf = (node: string) => `{"pickle":1,"value":${node}}`;
+const listOf = (count: number, node: (i: number) => string) =>
+  pickleOf(`[${Array.from({ length: count }, (_, i) => node(i)).join(",")}]`);
+
+/** The hostile cases, built fresh (each 0.1-2 MB of text). Also used by the tests. */
+export function hostileCases(): HostileCase[] {
+  const digits = (i: number) => String(i % 9 + 1) + "7".repeat(1_999); // 2,000 digits
+  return [
+    { name: "Dates (50,000)", text: listOf(50_000, (i) => `{"$":"Date","v":${i * 1e6}}`) },
+    {
+      name: "refs to one object (100,000)",
+      text: listOf(100_000, (i) => i === 0 ? '{"$":"Object","id":0,"v":{}}' : '{"$":"ref","id":0}'),
+    },
+    { name: "1M-deep arrays", text: pickleOf("[".repeat(1e6) + "]".repeat(1e6)) },
+    { name: "1M-deep objects", text: pickleOf('{"a":'.repeat(1e6) + "1" + "}".repeat(1e6)) },
+    {
+      name: "RegExps (20,000)",
+      text: listOf(20_000, (i) => `{"$":"RegExp","source":"(a+)+b${i}","flags":"gu"}`),
+    },
+    {
+      name: "one 1 MB ArrayBuffer (base64)",
+      text: pickleOf(
+        `{"$":"ArrayBuffer","v":"${"AAAA".repeat(350_000)}"}`,
+      ),
+    },
+    {
+      name: "views of one buffer (20,000)",
+      text: listOf(
+        20_000,
+        (i) =>
+          i === 0
+            ? '{"$":"Uint8Array","buffer":{"$":"ArrayBuffer","id":0,"v":"AAAAAAAA"},"byteOffset":0,"length":6}'
+            : '{"$":"Uint8Array","buffer":{"$":"ref","id":0},"byteOffset":1,"length":4}',
+      ),
+    },
+    {
+      name: "resizable buffers, 64 MiB max (10,000)",
+      text: listOf(10_000, () => '{"$":"ArrayBuffer","v":"","maxByteLength":67108864}'),
+    },
+    {
+      name: "unknown tag at the end",
+      text: pickleOf(
+        `[${Array.from({ length: 50_000 }, (_, i) => `{"$":"Date","v":${i}}`).join(",")},` +
+          '{"$":"Nope"}]',
+      ),
+    },
+    {
+      name: "sparse arrays, length 2^32-1 (20,000)",
+      text: listOf(
+        20_000,
+        (i) => `{"$":"Array","length":4294967295,"v":{"4294967294":${i},"x":1}}`,
+      ),
+    },
+    {
+      name: "URLs (20,000)",
+      text: listOf(20_000, (i) => `{"$":"URL","v":"https://user@example.com:8080/p/${i}?q=1#h"}`),
+    },
+    {
+      name: "BigInts, 500 of 2,000 digits",
+      text: listOf(500, (i) => `{"$":"BigInt","v":"${digits(i)}"}`),
+    },
+    {
+      name: "Errors (1,000)",
+      text: listOf(1_000, (i) => `{"$":"Error","message":"e${i}"}`),
+    },
+    {
+      name: "AggregateErrors with causes (1,000)",
+      text: listOf(
+        1_000,
+        () => '{"$":"AggregateError","message":"a","cause":1,"errors":[],"stack":"s"}',
+      ),
+    },
+  ];
+}
+
+/** One hostile case's result: best times of JSON.parse and of loads (to its PickleError). */
+export interface HostileRow {
+  name: string;
+  bytes: number;
+  jsonMs: number;
+  loadsMs: number;
+  ratio: number;
+  outcome: string; // "loaded" or the PickleError's message
+}
+
+/**
+ * Times JSON.parse and loads of each hostile case, alternating, and keeps the best of `tries`
+ * each; loads that throws is timed to its throw. Hand-run: `deno run tests/pickle_json_bench.ts
+ * --hostile`.
+ */
+export function benchHostile(options: { tries?: number } = {}): HostileRow[] {
+  const tries = Math.max(1, options.tries ?? 7);
+  const rows: HostileRow[] = [];
+  for (const { name, text } of hostileCases()) {
+    let outcome = "loaded";
+    const loadOnce = () => {
+      try {
+        loads(text);
+      } catch (error) {
+        if (!(error instanceof PickleError)) throw error;
+        outcome = error.message.slice(0, 60);
+      }
+    };
+    let json = Infinity, pickle = Infinity;
+    for (let i = 0; i < tries + 1; i++) { // the first try of each is a warm-up
+      const jsonMs = time(() => JSON.parse(text));
+      const loadsMs = time(loadOnce);
+      if (i > 0) {
+        json = Math.min(json, jsonMs);
+        pickle = Math.min(pickle, loadsMs);
+      }
+    }
+    const bytes = encoder.encode(text).length;
+    rows.push({ name, bytes, jsonMs: json, loadsMs: pickle, ratio: pickle / json, outcome });
+  }
+  return rows;
+}
+const encoder = new TextEncoder();
+
 if (import.meta.main) {
-  let rounds: number;
+  let rounds: number, hostile: boolean | undefined;
   try {
     const { values } = parseArgs({
-      options: { rounds: { type: "string", default: "9" } },
+      options: { rounds: { type: "string", default: "9" }, hostile: { type: "boolean" } },
     });
+    hostile = values.hostile;
     rounds = Number(values.rounds);
     if (!Number.isInteger(rounds) || rounds < 1) {
       throw new Error("--rounds must be >= 1");
@@ -189,6 +321,24 @@ if (import.meta.main) {
   } catch (error) {
     console.error(`error: ${(error as Error).message}`);
     Deno.exit(2);
+  }
+  if (hostile) {
+    console.log(
+      `hostile input: loads vs JSON.parse of the same text, best of 7 (Deno ${Deno.version.deno})`,
+    );
+    console.log(
+      "case                                      bytes  JSON ms  loads ms   ratio  outcome",
+    );
+    for (const row of benchHostile()) {
+      console.log(
+        `${row.name.padEnd(38)} ${String(row.bytes).padStart(9)} ${
+          row.jsonMs.toFixed(2).padStart(8)
+        } ${row.loadsMs.toFixed(2).padStart(9)} ${
+          row.ratio.toFixed(1).padStart(6)
+        }x  ${row.outcome}`,
+      );
+    }
+    Deno.exit(0);
   }
   const rows = await benchPickleJson({ rounds });
   console.log(
