@@ -21,7 +21,7 @@
  * ```
  * $ deno run --allow-run=deno scripts/pickle_json.ts
  * parent 4242: sending 3 values to child 4243, a line each:
- *   {"pickle":1,"value":{"name":"Ada","born":{"$":"Date","v":-4861728000000},"languages":{"$":"Map","v":[["en","native"],["fr","fluent"]]},"primes":{"$":"Set","v":[2,3,5]},"big":{"$":"BigInt","v":"18446744073709551616"},"nothing":{"$":"undefined"},"ratio":{"$":"NaN"}}}
+ *   {"pickle":1,"value":{"name":"Ada","born":{"$":"Date","v":-4861728000000},"languages":{"$":"Map","v":[["en","native"],["fr","fluent"]]},"primes":{"$":"Set","v":[2,3,5]},"big":{"$":"BigInt","v":"0x10000000000000000"},"nothing":{"$":"undefined"},"ratio":{"$":"NaN"}}}
  *   {"pickle":1,"value":{"$":"Object","id":0,"v":{"name":"ring","next":{"$":"ref","id":0}}}}
  *   {"pickle":1,"value":{"$":"class","name":"demo.Point","v":{"x":1,"y":2}}}
  *   (JSON.stringify of the first one throws: Do not know how to serialize a BigInt)
@@ -68,12 +68,12 @@ export interface LoadsOptions {
   maxDepth?: number;
   /** Longest pickle text read, in UTF-16 code units (default 64 Mi). */
   maxLength?: number;
-  /** Largest ArrayBuffer created, in bytes, resizable ones' maxByteLength too (default 64 MiB). */
+  /**
+   * Most bytes of all the ArrayBuffers of one pickle together (default 64 MiB). A resizable one
+   * counts as its maxByteLength, and as at least 1 MiB: each one reserves address space with a
+   * system call (microseconds), so the default allows 64 of them.
+   */
   maxBufferBytes?: number;
-  /** Most decimal digits in one BigInt (default 2,000; parsing them is superlinear). */
-  maxBigIntDigits?: number;
-  /** Most Error objects in one pickle (default 1,000): Deno takes microseconds to make one. */
-  maxErrors?: number;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -470,7 +470,11 @@ class Encoder {
       case "undefined":
         return undefinedNode;
       case "bigint":
-        return { $: "BigInt", v: value.toString() };
+        // In hexadecimal ("0x1f", "-0x1f"): V8 reads and writes it in linear time, decimal not.
+        return {
+          $: "BigInt",
+          v: value < 0n ? `-0x${(-value).toString(16)}` : `0x${value.toString(16)}`,
+        };
       case "object":
         return value === null ? null : this.object(value);
       case "function":
@@ -819,7 +823,8 @@ const Revive = {
   Map: 2, // source: [key, value, key, value...] nodes
   Set: 3,
   Entries: 4, // source: nodes for `names`, defined on `target` (the first `hidden` ones hidden)
-  Custom: 5, // source: [state]; restore(state) when it is rebuilt
+  Assign: 5, // source: nodes for `names`, set on `target`, an array or a null-prototype object
+  Custom: 6, // source: [state]; restore(state) when it is rebuilt
 } as const;
 type Revive = typeof Revive[keyof typeof Revive];
 
@@ -841,8 +846,6 @@ const DEFAULT_LIMITS: Required<LoadsOptions> = {
   maxDepth: 10_000,
   maxLength: 64 * 1024 * 1024,
   maxBufferBytes: 64 * 1024 * 1024,
-  maxBigIntDigits: 2_000,
-  maxErrors: 1_000,
 };
 
 /** The options with their defaults (an option given as undefined gets its default too). */
@@ -851,8 +854,6 @@ function limitsOf(options: LoadsOptions | undefined): Required<LoadsOptions> {
     maxDepth: options?.maxDepth ?? DEFAULT_LIMITS.maxDepth,
     maxLength: options?.maxLength ?? DEFAULT_LIMITS.maxLength,
     maxBufferBytes: options?.maxBufferBytes ?? DEFAULT_LIMITS.maxBufferBytes,
-    maxBigIntDigits: options?.maxBigIntDigits ?? DEFAULT_LIMITS.maxBigIntDigits,
-    maxErrors: options?.maxErrors ?? DEFAULT_LIMITS.maxErrors,
   };
 }
 
@@ -936,6 +937,51 @@ function oneLine(message: string): string {
   return String(message).replace(/[\r\n\u2028\u2029]+/g, " ").slice(0, 300);
 }
 
+const isHexDigit = (code: number): boolean =>
+  (code >= 48 && code <= 57) || (code >= 97 && code <= 102) || (code >= 65 && code <= 70);
+
+// A resizable ArrayBuffer counts as at least this many bytes against maxBufferBytes.
+const RESIZABLE_MIN_CHARGE = 1024 * 1024;
+
+// Errors. `new Error` costs microseconds in Deno whatever Error.stackTraceLimit says: Deno has
+// V8 record the 10 calling frames of every new error (for the report of an uncaught one), and
+// reading optimized frames is slow. structuredClone makes errors without recording frames, so
+// loads takes fresh ones from clones, a batch at a time, of blank errors made once. They are
+// real errors (Error.isError is true); the stored message and stack are then put on them.
+const ERROR_BATCH = 128;
+let blankErrors: Error[] | null = null;
+let spareErrors: Error[] = [];
+
+/**
+ * A fresh error of the given type, with no message and, unless `withStack`, no own property (a
+ * clone has an own "stack" accessor that gives undefined; it is left to be redefined over).
+ */
+function blankError(Type: ErrorConstructorLike, withStack: boolean): Error {
+  if (spareErrors.length === 0) {
+    blankErrors ??= Array.from({ length: ERROR_BATCH }, () => {
+      const error = new Error();
+      delete (error as { stack?: string }).stack;
+      return error;
+    });
+    spareErrors = structuredClone(blankErrors);
+  }
+  const error = spareErrors.pop()!;
+  if (!withStack) delete (error as { stack?: string }).stack;
+  // The types differ only by prototype (and AggregateError by its own "errors", stored).
+  if (Type !== Error) Object.setPrototypeOf(error, Type.prototype);
+  return error;
+}
+
+const isObject = (value: unknown) => typeof value === "object" && value !== null;
+
+// One descriptor for every non-enumerable field defined (its value is set before each use).
+const hiddenField: PropertyDescriptor = {
+  value: undefined,
+  writable: true,
+  enumerable: false,
+  configurable: true,
+};
+
 const isIndex = (value: unknown, max = 2 ** 32 - 1): value is number =>
   Number.isSafeInteger(value) && (value as number) >= 0 &&
   (value as number) <= max;
@@ -957,6 +1003,7 @@ function revive(root: unknown, limits: Required<LoadsOptions>): unknown {
         case Revive.Set:
           return `.values()[${index}]`;
         case Revive.Entries:
+        case Revive.Assign:
           return `[${JSON.stringify(frame.names![index])}]`;
         default:
           return "<state>";
@@ -1020,21 +1067,11 @@ function revive(root: unknown, limits: Required<LoadsOptions>): unknown {
     return value as string;
   };
 
-  let errorCount = 0;
-  const newError = (Type: ErrorConstructorLike): Error => {
-    // A real Error (Error.isError is true) costs microseconds to make in Deno, a thousand
-    // times a JSON object: hostile input full of them is refused past maxErrors.
-    if (++errorCount > limits.maxErrors) fail(`more than maxErrors (${limits.maxErrors}) errors`);
-    // No stack trace is captured: the stored one, if any, is put in its place.
-    const limit = Error.stackTraceLimit;
-    Error.stackTraceLimit = 0;
-    try {
-      const error = Type === (AggregateError as unknown) ? new AggregateError([]) : new Type();
-      delete (error as { stack?: string }).stack;
-      delete (error as { errors?: unknown }).errors;
-      return error;
-    } finally {
-      Error.stackTraceLimit = limit;
+  let bufferBytes = 0; // of every ArrayBuffer so far, checked against maxBufferBytes
+  const chargeBuffer = (bytes: number): void => {
+    bufferBytes += bytes;
+    if (bufferBytes > limits.maxBufferBytes) {
+      fail(`ArrayBuffers larger than maxBufferBytes (${limits.maxBufferBytes}) in total`);
     }
   };
 
@@ -1044,9 +1081,10 @@ function revive(root: unknown, limits: Required<LoadsOptions>): unknown {
     names: string[],
     nodes: unknown[],
     hidden = 0,
+    kind: Revive = Revive.Entries,
   ): symbol => {
     define(id, target);
-    return push(Revive.Entries, nodes, target, { names, hidden });
+    return push(kind, nodes, target, { names, hidden });
   };
 
   const decodeBuffer = (node: unknown): ArrayBuffer => {
@@ -1071,14 +1109,22 @@ function revive(root: unknown, limits: Required<LoadsOptions>): unknown {
       case "-0":
         return specialNumbers.get(tag);
       case "BigInt": {
-        const digits = stringOf(node, "v");
-        if (!/^-?\d+$/.test(digits)) fail("bad BigInt");
-        if (digits.length > limits.maxBigIntDigits + 1) {
-          fail(
-            `BigInt longer than maxBigIntDigits (${limits.maxBigIntDigits})`,
-          );
+        // "0x1f" or "-0x1f": BigInt() reads hexadecimal in linear time (decimal digits take
+        // superlinear time) and refuses any other character, except blanks at the end (and a
+        // sign, for hexadecimal), which are checked here.
+        const text = stringOf(node, "v");
+        const negative = text.startsWith("-");
+        const hex = negative ? text.slice(1) : text;
+        if (!hex.startsWith("0x") || !isHexDigit(hex.charCodeAt(hex.length - 1))) {
+          fail("bad BigInt");
         }
-        return BigInt(digits);
+        let magnitude = 0n;
+        try {
+          magnitude = BigInt(hex);
+        } catch {
+          fail("bad BigInt");
+        }
+        return negative ? -magnitude : magnitude;
       }
       case "ref": {
         if (!ids.has(id as number)) {
@@ -1107,23 +1153,17 @@ function revive(root: unknown, limits: Required<LoadsOptions>): unknown {
       }
       case "ArrayBuffer": {
         const base64 = stringOf(node, "v");
-        if (base64.length / 4 * 3 > limits.maxBufferBytes + 3) {
-          fail(
-            `ArrayBuffer larger than maxBufferBytes (${limits.maxBufferBytes})`,
-          );
+        const max = node.maxByteLength;
+        if (max !== undefined) {
+          if (!isIndex(max)) fail("bad maxByteLength");
+          chargeBuffer(Math.max(max as number, RESIZABLE_MIN_CHARGE));
         }
         const bytes = Uint8Array.fromBase64(base64);
+        if (max === undefined) chargeBuffer(bytes.length);
         let buffer = bytes.buffer;
-        if (node.maxByteLength !== undefined) {
-          const max = node.maxByteLength;
-          if (!isIndex(max, limits.maxBufferBytes) || max < bytes.length) {
-            fail(
-              `bad maxByteLength (at most maxBufferBytes, ${limits.maxBufferBytes})`,
-            );
-          }
-          buffer = new ArrayBuffer(bytes.length, {
-            maxByteLength: max as number,
-          });
+        if (max !== undefined) {
+          if ((max as number) < bytes.length) fail("bad maxByteLength (less than the bytes)");
+          buffer = new ArrayBuffer(bytes.length, { maxByteLength: max as number });
           new Uint8Array(buffer).set(bytes);
         }
         define(id, buffer);
@@ -1160,12 +1200,8 @@ function revive(root: unknown, limits: Required<LoadsOptions>): unknown {
         }
         if (node.proto !== null) fail('"proto" must be null');
         const keys = Object.keys(dict);
-        return entries(
-          Object.create(null),
-          id,
-          keys,
-          keys.map((key) => dict[key]),
-        );
+        const values = keys.map((key) => dict[key]);
+        return entries(Object.create(null), id, keys, values, 0, Revive.Assign);
       }
       case "Array": {
         if (Array.isArray(node.v)) {
@@ -1179,7 +1215,7 @@ function revive(root: unknown, limits: Required<LoadsOptions>): unknown {
           fail('an Array\'s "length" is not a property');
         }
         const array = new Array(node.length as number);
-        return entries(array, id, keys, keys.map((key) => dict[key]));
+        return entries(array, id, keys, keys.map((key) => dict[key]), 0, Revive.Assign);
       }
       case "Map": {
         const pairs = node.v;
@@ -1236,10 +1272,21 @@ function revive(root: unknown, limits: Required<LoadsOptions>): unknown {
     const Type = errorTypes.get(tag as string);
     if (Type !== undefined) {
       const present = errorFields.filter((field) => Object.hasOwn(node, field));
+      const error = blankError(Type, present.includes("stack"));
+      // The usual error (a message, a stack, no cause object, no extra property) needs no frame.
+      if (node.v === undefined && present.every((field) => !isObject(node[field]))) {
+        define(id, error);
+        for (const field of present) {
+          hiddenField.value = node[field];
+          Object.defineProperty(error, field, hiddenField);
+        }
+        hiddenField.value = undefined;
+        return error;
+      }
       const extra = node.v === undefined ? {} : dictOf(node, "v");
       const names = [...present, ...Object.keys(extra)];
       const nodes = names.map((name, i) => i < present.length ? node[name] : extra[name]);
-      return entries(newError(Type), id, names, nodes, present.length);
+      return entries(error, id, names, nodes, present.length);
     }
     const TypedArray = typedArrays.get(tag as string);
     if (TypedArray !== undefined) {
@@ -1335,6 +1382,9 @@ function revive(root: unknown, limits: Required<LoadsOptions>): unknown {
         return;
       case Revive.Set:
         (frame.target as Set<unknown>).add(value);
+        return;
+      case Revive.Assign: // no setter to avoid: assigning is 3 times faster than defining
+        setData(frame.target as object, frame.names![index], value);
         return;
       case Revive.Entries:
         Object.defineProperty(frame.target, frame.names![index], {

@@ -194,7 +194,7 @@ const listOf = (count: number, node: (i: number) => string) =>
 
 /** The hostile cases, built fresh (each 0.1-2 MB of text). Also used by the tests. */
 export function hostileCases(): HostileCase[] {
-  const digits = (i: number) => String(i % 9 + 1) + "7".repeat(1_999); // 2,000 digits
+  const hex = (i: number, digits: number) => "0x" + String(i % 9 + 1) + "e".repeat(digits - 1);
   return [
     { name: "Dates (50,000)", text: listOf(50_000, (i) => `{"$":"Date","v":${i * 1e6}}`) },
     {
@@ -228,6 +228,10 @@ export function hostileCases(): HostileCase[] {
       text: listOf(10_000, () => '{"$":"ArrayBuffer","v":"","maxByteLength":67108864}'),
     },
     {
+      name: "resizable buffers, 1 byte max (20,000)",
+      text: listOf(20_000, () => '{"$":"ArrayBuffer","v":"","maxByteLength":1}'),
+    },
+    {
       name: "unknown tag at the end",
       text: pickleOf(
         `[${Array.from({ length: 50_000 }, (_, i) => `{"$":"Date","v":${i}}`).join(",")},` +
@@ -246,8 +250,12 @@ export function hostileCases(): HostileCase[] {
       text: listOf(20_000, (i) => `{"$":"URL","v":"https://user@example.com:8080/p/${i}?q=1#h"}`),
     },
     {
-      name: "BigInts, 500 of 2,000 digits",
-      text: listOf(500, (i) => `{"$":"BigInt","v":"${digits(i)}"}`),
+      name: "BigInts, 500 of 2,000 hex digits",
+      text: listOf(500, (i) => `{"$":"BigInt","v":"${hex(i, 2_000)}"}`),
+    },
+    {
+      name: "BigInts, 10 of 100,000 hex digits",
+      text: listOf(10, (i) => `{"$":"BigInt","v":"-${hex(i, 100_000)}"}`),
     },
     {
       name: "Errors (1,000)",
