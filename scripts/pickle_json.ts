@@ -1273,8 +1273,11 @@ function revive(root: unknown, limits: Required<LoadsOptions>): unknown {
     if (Type !== undefined) {
       const present = errorFields.filter((field) => Object.hasOwn(node, field));
       const error = blankError(Type, present.includes("stack"));
-      // The usual error (a message, a stack, no cause object, no extra property) needs no frame.
-      if (node.v === undefined && present.every((field) => !isObject(node[field]))) {
+      // The usual error needs no frame: no extra property, and fields that are their own value
+      // (a message, a stack, "errors" as an array of primitives...).
+      const final = (item: unknown) =>
+        !isObject(item) || (Array.isArray(item) && allPrimitive(item));
+      if (node.v === undefined && present.every((field) => final(node[field]))) {
         define(id, error);
         for (const field of present) {
           hiddenField.value = node[field];

@@ -29,6 +29,7 @@ import {
   spawnScript,
   wholeRunBlock,
 } from "./helpers.ts";
+import { hostileCases } from "./pickle_json_bench.ts";
 
 // ---------------------------------------------------------------------------------------------
 // The checker: deep equality with types, prototypes and sharing. It walks both graphs together
@@ -481,6 +482,82 @@ Deno.test("loads keeps __proto__ as data and changes no prototype", () => {
     }
   }
   assertPrototypesUntouched();
+});
+
+Deno.test("hostile but valid pickles (the bench's cases) load or fail with PickleError", () => {
+  // Behaviour only: their cost is measured by `deno run tests/pickle_json_bench.ts --hostile`.
+  const refusals: [RegExp, RegExp][] = [ // case name, message: the cases loads must refuse
+    [/^1M-deep/, /nested deeper than maxDepth/],
+    [/^resizable buffers/, /ArrayBuffers larger than maxBufferBytes \(67108864\) in total/],
+    [/^unknown tag/, /unknown tag "Nope"/],
+  ];
+  let refused = 0;
+  for (const { name, text } of hostileCases()) {
+    const refusal = refusals.find(([pattern]) => pattern.test(name));
+    if (refusal === undefined) {
+      const value = loads(text);
+      assert.ok(typeof value === "object" && value !== null, name);
+      continue;
+    }
+    assert.throws(() => loads(text), (error: unknown) => {
+      assert.ok(error instanceof PickleError, `${name}: ${error}`);
+      assert.match(error.message, refusal[1], name);
+      assert.ok(!error.message.includes("\n"), `${name}: a one-line message`);
+      return true;
+    });
+    refused++;
+  }
+  assert.equal(refused, 5);
+  assertPrototypesUntouched();
+});
+
+Deno.test("errors come back as real errors, however many (made without a stack walk)", () => {
+  const errors = Array.from({ length: 3_000 }, (_, i) => {
+    const Type = [Error, RangeError, TypeError, SyntaxError, URIError, EvalError][i % 6];
+    return i % 7 === 0 ? new Error(`e${i}`, { cause: i }) : new Type(`e${i}`);
+  });
+  errors.push(new AggregateError([1, "two"], "many"));
+  const back = roundTrip(errors);
+  assertSameGraph(back, errors);
+  assert.equal(new Set(back).size, back.length, "every error is a new object");
+  assert.notEqual(roundTrip(errors)[0], back[0], "and so is every error of the next loads");
+  back.forEach((error, i) => {
+    const expected = errors[i];
+    assert.ok(Error.isError(error) && error instanceof expected.constructor, `${i}`);
+    assert.equal(error.name, expected.name);
+    assert.equal(String(error), String(expected));
+    assert.equal(error.stack, expected.stack);
+    assert.deepEqual(
+      Object.getOwnPropertyNames(error).sort(),
+      Object.getOwnPropertyNames(expected).sort(),
+    );
+  });
+  assert.deepEqual((back.at(-1) as AggregateError).errors, [1, "two"]);
+  // Fields only: no stack, no message.
+  const bare = loads('{"pickle":1,"value":{"$":"TypeError"}}') as TypeError;
+  assert.ok(bare instanceof TypeError && Error.isError(bare));
+  assert.deepEqual(Object.getOwnPropertyNames(bare), []);
+  assert.equal(String(bare), "TypeError");
+});
+
+Deno.test("BigInts are written in hexadecimal and read back exactly, any size", () => {
+  assert.equal(dumps(255n), '{"pickle":1,"value":{"$":"BigInt","v":"0xff"}}');
+  assert.equal(dumps(-256n), '{"pickle":1,"value":{"$":"BigInt","v":"-0x100"}}');
+  assert.equal(dumps(0n), '{"pickle":1,"value":{"$":"BigInt","v":"0x0"}}');
+  for (const value of [0n, 1n, -1n, 2n ** 64n, -(3n ** 100_000n), 7n ** 50_000n]) {
+    assert.equal(roundTrip(value), value);
+  }
+  const read = (v: string) => loads(`{"pickle":1,"value":{"$":"BigInt","v":"${v}"}}`);
+  assert.equal(read("0x00FF"), 255n); // uppercase digits and leading zeros are read too
+  assert.equal(read("-0x0"), 0n);
+});
+
+Deno.test("docs/pickle_format.md: each example is exactly what dumps writes for its value", async () => {
+  const doc = await Deno.readTextFile(new URL("../docs/pickle_format.md", import.meta.url));
+  const examples = doc.split("## Examples")[1].split("```text\n")[1].split("```")[0].trim();
+  const lines = examples.split("\n");
+  assert.ok(lines.length >= 5);
+  for (const line of lines) assert.equal(dumps(loads(line)), line);
 });
 
 // Builds `levels` nested one-element arrays, with `leaf` at the bottom, without recursion.
