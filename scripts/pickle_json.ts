@@ -1183,7 +1183,8 @@ function revive(root: unknown, limits: Required<LoadsOptions>): unknown {
         return view;
       }
       case "URL": {
-        const url = new URL(stringOf(node, "v"));
+        const url = URL.parse(stringOf(node, "v")); // null, not an exception, when invalid
+        if (url === null) fail("bad URL");
         define(id, url);
         return url;
       }
