@@ -1109,9 +1109,9 @@ function revive(root: unknown, limits: Required<LoadsOptions>): unknown {
       case "-0":
         return specialNumbers.get(tag);
       case "BigInt": {
-        // "0x1f" or "-0x1f": BigInt() reads hexadecimal in linear time (decimal digits take
-        // superlinear time) and refuses any other character, except blanks at the end (and a
-        // sign, for hexadecimal), which are checked here.
+        // "0x1f" or "-0x1f". BigInt() reads hexadecimal digits in linear time (decimal ones in
+        // superlinear time) and refuses any other character, but allows blanks around them: the
+        // checks of the first and last characters refuse those.
         const text = stringOf(node, "v");
         const negative = text.startsWith("-");
         const hex = negative ? text.slice(1) : text;
