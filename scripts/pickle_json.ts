@@ -1387,7 +1387,9 @@ function revive(root: unknown, limits: Required<LoadsOptions>): unknown {
       case Revive.Set:
         (frame.target as Set<unknown>).add(value);
         return;
-      case Revive.Assign: // no setter to avoid: assigning is 3 times faster than defining
+      // Assigning is 3 times faster than defining, and meets no setter here: a null-prototype
+      // object inherits none, an array only __proto__'s, which setData does not call.
+      case Revive.Assign:
         setData(frame.target as object, frame.names![index], value);
         return;
       case Revive.Entries:
