@@ -156,7 +156,10 @@ async function runParent(count: number, intervalMs: number): Promise<number> {
       );
     }
     const status = await child.status;
-    if (stoppedBy) return stoppedBy === "SIGINT" ? 130 : 143;
+    // Ctrl-C reaches both processes at once, so the child may die of SIGINT before our own
+    // listener has run: that is an interrupt as well, not a failure (as shells treat it).
+    if (stoppedBy === "SIGTERM") return 143;
+    if (stoppedBy === "SIGINT" || status.signal === "SIGINT") return 130;
     if (status.signal) {
       console.error(`error: the child was killed by ${status.signal}`);
       return 1;

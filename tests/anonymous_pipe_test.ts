@@ -196,6 +196,21 @@ Deno.test("SIGINT to the parent alone (kill) also stops the child, exit 130", as
   assert.equal(await alive(childPid), false);
 });
 
+Deno.test("a child that dies of SIGINT first (Ctrl-C's race) is an interrupt: exit 130, quietly", async () => {
+  // Ctrl-C signals both processes; if the child's death reaches the parent before the parent's
+  // own SIGINT listener runs, the parent must still exit as interrupted, not report a failure.
+  await using parent = spawnScript(NAME, ENDLESS);
+  const { stdout, childPid } = await firstLine(parent);
+  Deno.kill(childPid, "SIGINT");
+  const [stderr, status] = await Promise.all([
+    lineReader(parent.stderr).rest(),
+    parent.status,
+    stdout.rest(),
+  ]);
+  assert.equal(stderr, "");
+  assert.equal(status.code, 130);
+});
+
 for (
   const [args, problem] of [
     [["--count", "-1"], "--count"],
