@@ -14,6 +14,7 @@ import {
   runDeno,
   runScript,
   scriptPath,
+  SIGNAL_EXITS,
   spawnScript,
   spawnWithDeadline,
   wholeRunBlock,
@@ -37,6 +38,16 @@ async function firstLine(parent: Deno.ChildProcess) {
   return { stdout, childPid: children[0] };
 }
 
+/** Waits for a process to exit, draining its output: returns the rest of it and the exit code. */
+async function ending(process: Deno.ChildProcess, stdout?: ReturnType<typeof lineReader>) {
+  const [stderr, status, rest] = await Promise.all([
+    lineReader(process.stderr).rest(),
+    process.status,
+    stdout?.rest(),
+  ]);
+  return { stderr, code: status.code, stdout: rest ?? "" };
+}
+
 Deno.test("the whole run prints what the header shows (pids and times aside)", async () => {
   const block = wholeRunBlock(NAME);
   const result = await runDeno(block.denoArgs);
@@ -52,13 +63,9 @@ Deno.test("the whole run prints what the header shows (pids and times aside)", a
 
 Deno.test("the parent prints the article's lines: its own pid, 000..004 wrapping, rising times", async () => {
   await using parent = spawnScript(NAME, ["--count", "12", "--interval", "0"]);
-  const [stdout, stderr, status] = await Promise.all([
-    lineReader(parent.stdout).rest(),
-    lineReader(parent.stderr).rest(),
-    parent.status,
-  ]);
+  const { stdout, stderr, code } = await ending(parent, lineReader(parent.stdout));
   assert.equal(stderr, "");
-  assert.equal(status.code, 0);
+  assert.equal(code, 0);
   const lines = stdout.trimEnd().split("\n");
   assert.equal(lines.length, 12);
   const times: number[] = [];
@@ -115,13 +122,9 @@ Deno.test("a child killed mid-run makes the parent fail with one clear line, no 
   await using parent = spawnScript(NAME, ["--count", "0", "--interval", "20"]);
   const { stdout, childPid } = await firstLine(parent);
   Deno.kill(childPid, "SIGKILL");
-  const [stderr, status] = await Promise.all([
-    lineReader(parent.stderr).rest(),
-    parent.status,
-    stdout.rest(),
-  ]);
+  const { stderr, code } = await ending(parent, stdout);
   assert.equal(stderr, "error: the child was killed by SIGKILL\n");
-  assert.equal(status.code, 1);
+  assert.equal(code, 1);
 });
 
 Deno.test("the child exits quietly when its reader goes away (parent killed)", async () => {
@@ -140,24 +143,18 @@ Deno.test("the child alone stops quietly with code 0 when its stdout is closed",
   const stdout = lineReader(child.stdout);
   assert.equal(await stdout.next(), "Number 000");
   await stdout.cancel(); // close the read end
-  const [stderr, status] = await Promise.all([
-    lineReader(child.stderr).rest(),
-    child.status,
-  ]);
+  const { stderr, code } = await ending(child);
   assert.equal(stderr, "");
-  assert.equal(status.code, 0);
+  assert.equal(code, 0);
 });
 
 Deno.test("the parent stops quietly, and stops its child, when its own stdout closes (| head)", async () => {
   await using parent = spawnScript(NAME, ENDLESS);
   const { stdout, childPid } = await firstLine(parent);
   await stdout.cancel(); // what `head` does when it has read enough
-  const [stderr, status] = await Promise.all([
-    lineReader(parent.stderr).rest(),
-    parent.status,
-  ]);
+  const { stderr, code } = await ending(parent);
   assert.equal(stderr, "");
-  assert.equal(status.code, 0);
+  assert.equal(code, 0);
   assert.equal(await alive(childPid), false);
 });
 
@@ -172,29 +169,23 @@ Deno.test("Ctrl-C stops both processes: exit 130, no child left, no trace", asyn
   }, 20_000);
   const { stdout, childPid } = await firstLine(parent); // both processes are running
   Deno.kill(-parent.pid, "SIGINT");
-  const [stderr, status] = await Promise.all([
-    lineReader(parent.stderr).rest(),
-    parent.status,
-    stdout.rest(),
-  ]);
+  const { stderr, code } = await ending(parent, stdout);
   assert.equal(stderr, "");
-  assert.equal(status.code, 130);
+  assert.equal(code, 130);
   assert.equal(await alive(childPid), false);
 });
 
-Deno.test("SIGINT to the parent alone (kill) also stops the child, exit 130", async () => {
-  await using parent = spawnScript(NAME, ENDLESS);
-  const { stdout, childPid } = await firstLine(parent);
-  parent.kill("SIGINT");
-  const [stderr, status] = await Promise.all([
-    lineReader(parent.stderr).rest(),
-    parent.status,
-    stdout.rest(),
-  ]);
-  assert.equal(stderr, "");
-  assert.equal(status.code, 130);
-  assert.equal(await alive(childPid), false);
-});
+for (const [signal, exitCode] of SIGNAL_EXITS) {
+  Deno.test(`${signal} to the parent alone (kill) also stops the child, exit ${exitCode}`, async () => {
+    await using parent = spawnScript(NAME, ENDLESS);
+    const { stdout, childPid } = await firstLine(parent);
+    parent.kill(signal);
+    const { stderr, code } = await ending(parent, stdout);
+    assert.equal(stderr, "");
+    assert.equal(code, exitCode);
+    assert.equal(await alive(childPid), false);
+  });
+}
 
 Deno.test("a child that dies of SIGINT first (Ctrl-C's race) is an interrupt: exit 130, quietly", async () => {
   // Ctrl-C signals both processes; if the child's death reaches the parent before the parent's
@@ -202,13 +193,9 @@ Deno.test("a child that dies of SIGINT first (Ctrl-C's race) is an interrupt: ex
   await using parent = spawnScript(NAME, ENDLESS);
   const { stdout, childPid } = await firstLine(parent);
   Deno.kill(childPid, "SIGINT");
-  const [stderr, status] = await Promise.all([
-    lineReader(parent.stderr).rest(),
-    parent.status,
-    stdout.rest(),
-  ]);
+  const { stderr, code } = await ending(parent, stdout);
   assert.equal(stderr, "");
-  assert.equal(status.code, 130);
+  assert.equal(code, 130);
 });
 
 for (
