@@ -80,14 +80,15 @@ function lineReader(stream: ReadableStream<Uint8Array>): () => Promise<string | 
   };
 }
 
-// Child "writer": 4096-byte steps into stdout, and after each a progress line on stderr, a second
-// pipe that the parent does read. writeSync does not return while the pipe is full, so the
-// progress lines stop exactly at the pipe's capacity.
+// Child "writer": 4096-byte steps into stdout (the last one shorter if --total asks for it), and
+// after each a progress line on stderr, a second pipe that the parent does read. writeSync does
+// not return while the pipe is full, so the progress lines stop exactly at the pipe's capacity.
 function writer(total: number): void {
   const step = new Uint8Array(STEP).fill(0x78);
   let written = 0;
   while (written < total) {
-    written += Deno.stdout.writeSync(step);
+    const size = Math.min(STEP, total - written);
+    written += Deno.stdout.writeSync(step.subarray(0, size));
     Deno.stderr.writeSync(encoder.encode(`wrote ${written}\n`));
   }
 }

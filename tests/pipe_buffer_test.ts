@@ -78,6 +78,18 @@ Deno.test({
 });
 
 Deno.test({
+  name: "pipe_buffer: --total not a multiple of 4096: the writer writes exactly --total bytes",
+  ignore: Deno.build.os !== "linux",
+  async fn() {
+    // 100,000 = 24 steps of 4096 and 1696 bytes: the last write is short, not a 25th full step.
+    const result = await runScript(name, ["--total", "100000", "--delay", "10"]);
+    assert.equal(result.stderr, "");
+    assert.equal(result.code, 0);
+    assert.match(result.stdout, /it wrote all 100000 bytes, and the parent read every one/);
+  },
+});
+
+Deno.test({
   name: "pipe_buffer: the whole-run block in the header is what the command prints",
   ignore: Deno.build.os !== "linux",
   async fn() {
