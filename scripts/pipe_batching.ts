@@ -38,8 +38,9 @@ export type Mode = "each-await" | "each-sync" | "batched";
 // to a worker thread and waits for it: a round trip per call. `writeSync()` makes the system call
 // right here and blocks this thread (timers, signals, all other I/O) while the pipe is full: the
 // price of its speed, fine in a child with nothing else to do, not in a server.
-// Deno.stdout is line-buffered: a chunk holding a "\n" leaves as two system calls, up to its last
-// newline, then the rest with the next write. Batches of whole lines leave as one.
+// Deno.stdout is line-buffered: writing a chunk with bytes after its last "\n" makes two system
+// calls, up to that newline, then the rest at once (strace shows it); nothing waits for the next
+// write. Batches of whole lines leave as one.
 function writeAllSync(data: Uint8Array): void {
   let done = 0;
   while (done < data.length) done += Deno.stdout.writeSync(data.subarray(done));
