@@ -138,6 +138,9 @@ async function printLines(fifo: Deno.FsFile, who: string): Promise<void> {
     partial = text.slice(lastNewline + 1);
     writeOut(lines.map(got).join(""));
   }
+  // EOF: a writer that stopped inside a UTF-8 character left bytes the decoder kept for the next
+  // chunk; flushing shows them as U+FFFD instead of dropping them without a word.
+  partial += decoder.decode();
   if (partial !== "") writeOut(got(partial));
   writeOut(`${who} saw EOF: every writer has closed the FIFO\n`);
 }

@@ -169,6 +169,21 @@ Deno.test("the shell is the other end: echo > P, cat P; an existing FIFO is left
   });
 });
 
+Deno.test("a writer that stops inside a UTF-8 character: the reader shows U+FFFD, drops nothing", async () => {
+  await withTempDir(TEMP_PREFIX, async (dir) => {
+    const path = `${dir}/fifo`;
+    await mkfifo(path);
+    // "café" cut after the first byte of "é" (0xC3 0xA9), and no newline: a last, broken line.
+    const printf = shell(`printf 'caf\\303' > '${path}'`);
+    const reader = await runScript(NAME, ["--role", "reader", "--path", path], {
+      timeoutMs: DEADLINE,
+    });
+    assert.equal((await printf.status).code, 0);
+    assert.equal(reader.code, 0, reader.stderr);
+    assert.match(reader.stdout, /got "caf\uFFFD" at \d+\.\d{3}\n.*saw EOF/);
+  });
+});
+
 Deno.test("a regular file or a symlink at P is refused and left as it was", async () => {
   await withTempDir(TEMP_PREFIX, async (dir) => {
     const file = `${dir}/notes.txt`;
