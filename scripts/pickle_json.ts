@@ -1691,6 +1691,9 @@ async function runParent(): Promise<number> {
       for (const value of values) toChild.send(value);
       await toChild.close(); // the child's read loop ends only when it sees EOF
     })();
+    // If the child stops reading, sending fails while we still read: without a handler now, that
+    // is an unhandled rejection (a stack trace); `await sending` below still throws the error.
+    sending.catch(() => {});
     const received: unknown[] = [];
     for await (const value of readPickles(child.stdout)) received.push(value);
     await sending;
@@ -1721,8 +1724,12 @@ async function runParent(): Promise<number> {
   } catch (error) {
     if (stoppedBy) return stoppedBy === "SIGINT" ? 130 : 143;
     if (error instanceof Deno.errors.BrokenPipe) {
-      // Our stdout was closed (`... | head -1`), or the child's stdin: stop quietly.
-      return 0;
+      // Not our stdout (console.log ignores a closed one, as with `| head -1`): the child's stdin.
+      // The child exited before it read every value, and how it ended says why.
+      const status = await child.status;
+      const how = status.signal ?? `exit code ${status.code}`;
+      console.error(`error: the child exited before it read every value (${how})`);
+      return 1;
     }
     if (error instanceof PickleError) {
       console.error(`error: ${error.message}`);

@@ -966,6 +966,34 @@ Deno.test("the child reports a malformed pickle on its stdin in one line and exi
   assert.equal(echo.stdout, dumps(new Point(10, 10)) + "\n" + dumps({ n: 1 }) + "\n");
 });
 
+Deno.test({
+  name: "a child that closes its stdin early is one error line and exit 1: never 0, no stack trace",
+  ignore: Deno.build.os === "windows",
+  async fn() {
+    // A `deno` first on PATH that closes its stdin and exits 3, at once or after 200 ms with its
+    // stdout still open: `--allow-run=deno` grants it, not the real binary, so the lesson falls
+    // back to running `deno` by name and starts this one. Whether the parent's write meets the
+    // closed pipe (BrokenPipe) or lands before the close varies from run to run; every run must
+    // end the same way, so each child is tried a few times.
+    const dir = await Deno.makeTempDir({ prefix: "pickle_json_test_" });
+    try {
+      const env = { PATH: `${dir}:${Deno.env.get("PATH")}` };
+      for (const pause of ["", "sleep 0.2\n"]) {
+        const fake = `#!/bin/sh\nexec 0<&-\n${pause}exit 3\n`;
+        await Deno.writeTextFile(`${dir}/deno`, fake, { mode: 0o755 });
+        for (let attempt = 0; attempt < 3; attempt++) {
+          const what = `${JSON.stringify(pause)}, attempt ${attempt}`;
+          const result = await runScript("pickle_json.ts", [], { env });
+          assert.equal(result.code, 1, `${what}: exit code\n${result.stderr}`);
+          assert.match(result.stderr, /^error: the child [^\n]*exit code 3\)\n$/, what);
+        }
+      }
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
 Deno.test("Ctrl-C: the child leaves quietly with 130 (synchronised on a line it wrote)", async () => {
   await using child = spawnScript("pickle_json.ts", ["--role", "child"], { stdin: true });
   const writer = child.stdin.getWriter();
