@@ -9,8 +9,9 @@
  * (the counter wraps after 004) through a pipe, one line per interval, and its parent prints
  * each line with its own pid and the time it arrived. Deno has no `fork`, so the script starts a
  * second copy of itself as the child, and the child's stdout is the pipe. It proves the
- * article's claims that a pipe connects related processes, that a reader of an empty pipe waits
- * for the writer, and that the pipe goes away with the processes.
+ * article's claims that a pipe connects related processes and that a reader of an empty pipe
+ * waits for the writer; its reader sees EOF once the child has exited. (That the pipe itself
+ * goes away with the processes is shown by pipe_lifetime.ts.)
  *
  * Options: `--count N` lines (default 10; `--count 0` runs forever, like the article, until
  * Ctrl-C), `--interval MS` between lines (default 1000, as in the article), `--help`.
