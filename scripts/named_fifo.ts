@@ -37,7 +37,8 @@ const HELP = `usage: named_fifo.ts [--role reader|writer --path P] [options]
   --role reader|writer  be one side only, on the FIFO at --path P (made if missing)
   --count N             lines the writer sends (default 10; 0: until Ctrl-C)
   --interval MS         milliseconds between lines (default 1000)
-  --keep-open           reader: keep serving writer after writer, until Ctrl-C`;
+  --keep-open           reader: keep serving writer after writer, until Ctrl-C
+  --help                show this help`;
 
 /** A mistake on the command line: one line, exit 2. */
 class UsageError extends Error {}
@@ -192,6 +193,25 @@ function wholeNumber(name: string, text: string): number {
   return Number(text);
 }
 
+/**
+ * Opens the FIFO at `path`, then checks that what it opened is a FIFO still: the path was checked
+ * before, but it may have been swapped for a regular file since, and writing would destroy it.
+ */
+async function openFifo(path: string, options: Deno.OpenOptions): Promise<Deno.FsFile> {
+  const file = await Deno.open(path, options);
+  if ((await file.stat()).isFifo) return file;
+  file.close();
+  throw new Refusal(`${path} is no longer a FIFO: refusing to touch it`);
+}
+
+/** The one line that says how the writer child failed, and why, if it said so. */
+async function writerFailed(status: Deno.CommandStatus, says: Promise<string>): Promise<Refusal> {
+  const how = status.signal ? `was killed by ${status.signal}` : `exited with code ${status.code}`;
+  // Of what the writer printed, only its own error line says why; the rest is its chatter.
+  const reason = (await says).split("\n").find((line) => line.startsWith("error: "));
+  return new Refusal(`the writer ${how}${reason ? ` (${reason})` : ""}`);
+}
+
 async function main(args: string[]): Promise<void> {
   const opts = parseCommandLine(args);
   if (opts.help) {
@@ -217,16 +237,16 @@ async function main(args: string[]): Promise<void> {
     if (role === "writer") {
       const who = `Writer ${Deno.pid}`;
       console.error(`${who}: waiting for a reader on ${path}`);
-      await sendLines(await Deno.open(path, { write: true }), count, interval);
+      await sendLines(await openFifo(path, { write: true }), count, interval);
       console.error(`${who}: done, closed ${path}`);
       return;
     }
     const who = `Reader ${Deno.pid}`;
     console.log(`${who}: waiting for a writer on ${path}`);
-    const fifo = await Deno.open(path, { read: true });
+    const fifo = await openFifo(path, { read: true });
     // The server pattern: our own spare write end means "every writer has closed" never
     // happens, so there is no EOF between one writer leaving and the next one arriving.
-    if (opts["keep-open"]) await Deno.open(path, { write: true });
+    if (opts["keep-open"]) await openFifo(path, { write: true });
     await printLines(fifo, who);
     return;
   }
@@ -262,12 +282,12 @@ async function main(args: string[]): Promise<void> {
   const writerSays = new Response(writer.stderr).text();
   console.log(`Parent ${Deno.pid} made the FIFO ${fifoPath} and started writer ${writer.pid}`);
   // If the writer dies before it opens the FIFO, our open would wait forever: race them.
-  const opening = Deno.open(fifoPath, { read: true });
+  const opening = openFifo(fifoPath, { read: true });
   const early = await Promise.race([opening.then(() => null), writer.status]);
-  if (early && !early.success) throw new Refusal(`writer failed: ${(await writerSays).trim()}`);
+  if (early && !early.success) throw await writerFailed(early, writerSays);
   await printLines(await opening, `Parent ${Deno.pid}`);
   const status = await writer.status;
-  if (!status.success) throw new Refusal(`writer failed: ${(await writerSays).trim()}`);
+  if (!status.success) throw await writerFailed(status, writerSays);
 }
 
 if (import.meta.main) {

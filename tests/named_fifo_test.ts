@@ -229,6 +229,26 @@ for (const [signal, code] of SIGNAL_EXITS) {
   });
 }
 
+Deno.test("a writer killed mid-run: one line naming how it died, exit 1, nothing left", async () => {
+  await using parent = spawnScript(NAME, ["--count", "0", "--interval", "20"], {
+    timeoutMs: DEADLINE,
+  });
+  const out = lineReader(parent.stdout);
+  const [, dir, writerPid] = (await out.next())!.match(
+    /FIFO (\S+)\/fifo and started writer (\d+)/,
+  )!;
+  assert.match((await out.next())!, /got "Number 000"/);
+  Deno.kill(Number(writerPid), "SIGKILL");
+  const [stderr, status] = await Promise.all([
+    new Response(parent.stderr).text(),
+    parent.status,
+    out.rest(),
+  ]);
+  assert.equal(stderr, "error: the writer was killed by SIGKILL\n");
+  assert.equal(status.code, 1);
+  assert.equal(await exists(dir), false);
+});
+
 Deno.test("SIGINT while blocked opening the FIFO: exit 130, the FIFO it made is gone", async () => {
   await withTempDir(TEMP_PREFIX, async (dir) => {
     const path = `${dir}/fifo`;
