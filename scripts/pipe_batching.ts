@@ -154,7 +154,8 @@ export async function measure(
   const args = ["run", import.meta.filename!, "--role=child", `--mode=${mode}`];
   args.push(`--messages=${count}`);
   const start = performance.now();
-  const process = new Deno.Command(denoExecutable(), { args, stdout: "piped" }).spawn();
+  const process = new Deno.Command(denoExecutable(), { args, stdin: "null", stdout: "piped" })
+    .spawn();
   running = process;
   const decoder = new TextDecoder();
   let first = 0;

@@ -134,7 +134,8 @@ export async function measure(
   // The child needs no permission: writing to its own stdout is always allowed.
   const args = ["run", import.meta.filename!, "--role=child", `--mode=${mode}`];
   args.push(`--bytes=${bytes}`, `--chunk=${chunk}`);
-  const process = new Deno.Command(denoExecutable(), { args, stdout: "piped" }).spawn();
+  const process = new Deno.Command(denoExecutable(), { args, stdin: "null", stdout: "piped" })
+    .spawn();
   running = process;
   let received = 0;
   let first = 0;
