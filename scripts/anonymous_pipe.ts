@@ -144,8 +144,9 @@ async function runParent(count: number, intervalMs: number): Promise<number> {
   };
   const onInterrupt = () => stopChild("SIGINT");
   const onTerminate = () => stopChild("SIGTERM");
+  const unix = Deno.build.os !== "windows"; // Windows has no SIGTERM to listen for
   Deno.addSignalListener("SIGINT", onInterrupt);
-  Deno.addSignalListener("SIGTERM", onTerminate);
+  if (unix) Deno.addSignalListener("SIGTERM", onTerminate);
 
   try {
     // Each read waits while the pipe is empty, and ends (EOF) when the child's write end closes:
@@ -176,7 +177,7 @@ async function runParent(count: number, intervalMs: number): Promise<number> {
     throw error;
   } finally {
     Deno.removeSignalListener("SIGINT", onInterrupt);
-    Deno.removeSignalListener("SIGTERM", onTerminate);
+    if (unix) Deno.removeSignalListener("SIGTERM", onTerminate);
     try {
       child.kill("SIGTERM"); // no child outlives its parent, whatever happened above
     } catch { /* it has already exited */ }

@@ -263,9 +263,11 @@ if (import.meta.main) {
     killChild();
     Deno.exit(130);
   });
-  Deno.addSignalListener("SIGTERM", () => {
-    killChild();
-    Deno.exit(143);
-  });
+  if (Deno.build.os !== "windows") { // Windows has no SIGTERM to listen for
+    Deno.addSignalListener("SIGTERM", () => {
+      killChild();
+      Deno.exit(143);
+    });
+  }
   Deno.exit(await main());
 }
