@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { numberLine, readLines } from "../scripts/anonymous_pipe.ts";
 import {
   alive,
+  assertHelp,
   assertUsageError,
   childrenOf,
   headerRunFlags,
@@ -218,10 +219,10 @@ for (
 }
 
 Deno.test("--help prints the usage and exits 0", async () => {
-  const result = await runScript(NAME, ["--help"]);
-  assert.equal(result.code, 0);
-  assert.match(
-    result.stdout,
+  await assertHelp(
+    NAME,
     /^usage: deno run --allow-run=deno scripts\/anonymous_pipe.ts/,
+    /--count N/,
+    /--interval MS/,
   );
 });

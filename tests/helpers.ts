@@ -347,6 +347,18 @@ export async function withTempDir(
   }
 }
 
+/**
+ * Runs `scripts/<name> --help` with its header's flags and checks what every lesson promises:
+ * exit 0, nothing on stderr, a usage line on stdout, and each of `expected` in the text.
+ */
+export async function assertHelp(name: string, ...expected: RegExp[]): Promise<void> {
+  const result = await runScript(name, ["--help"], { timeoutMs: 10_000 });
+  assert.equal(result.code, 0, result.stderr);
+  assert.equal(result.stderr, "");
+  assert.match(result.stdout, /^usage: /);
+  for (const pattern of expected) assert.match(result.stdout, pattern);
+}
+
 /** Makes a FIFO at `path` with the `mkfifo` program (Deno has no call for it). */
 export async function mkfifo(path: string): Promise<void> {
   const made = await new Deno.Command("mkfifo", {

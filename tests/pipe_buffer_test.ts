@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import {
+  assertHelp,
   assertUsageError,
   lineReader,
   runDeno,
@@ -108,11 +109,11 @@ Deno.test("pipe_buffer: a bad option is one line on stderr and exit 2", async ()
 });
 
 Deno.test("pipe_buffer: --help prints the usage on stdout and exits 0", async () => {
-  const result = await runScript(name, ["--help"]);
-  assert.equal(result.code, 0);
-  assert.equal(result.stderr, "");
-  assert.match(result.stdout, /^usage: deno run --allow-run=deno scripts\/pipe_buffer\.ts /);
-  assert.match(result.stdout, /--settle MS/);
+  await assertHelp(
+    name,
+    /^usage: deno run --allow-run=deno scripts\/pipe_buffer\.ts /,
+    /--settle MS/,
+  );
 });
 
 Deno.test({

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import {
+  assertHelp,
   assertUsageError,
   lineReader,
   runDeno,
@@ -98,11 +99,11 @@ Deno.test("pipe_duplex: a bad option is one line on stderr and exit 2", async ()
 });
 
 Deno.test("pipe_duplex: --help prints the usage on stdout and exits 0", async () => {
-  const result = await runScript(name, ["--help"]);
-  assert.equal(result.code, 0);
-  assert.equal(result.stderr, "");
-  assert.match(result.stdout, /^usage: deno run --allow-run=deno scripts\/pipe_duplex\.ts /);
-  assert.match(result.stdout, /--naive-child/);
+  await assertHelp(
+    name,
+    /^usage: deno run --allow-run=deno scripts\/pipe_duplex\.ts /,
+    /--naive-child/,
+  );
 });
 
 Deno.test("pipe_duplex: Ctrl-C (130) or SIGTERM (143) mid-conversation, quietly", async () => {

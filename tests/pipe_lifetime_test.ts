@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import {
+  assertHelp,
   assertUsageError,
   exists,
   lineReader,
@@ -103,8 +104,5 @@ Deno.test("pipe_lifetime: a bad option is one line on stderr and exit 2", async 
 });
 
 Deno.test("pipe_lifetime: --help prints the usage on stdout and exits 0", async () => {
-  const result = await runScript(name, ["--help"]);
-  assert.equal(result.code, 0);
-  assert.equal(result.stderr, "");
-  assert.match(result.stdout, /^usage: deno run [^\n]+ scripts\/pipe_lifetime\.ts\n/);
+  await assertHelp(name, /^usage: deno run [^\n]+ scripts\/pipe_lifetime\.ts\n/);
 });

@@ -7,6 +7,7 @@
  */
 import assert from "node:assert/strict";
 import {
+  assertHelp,
   assertUsageError,
   childrenOf,
   lineReader,
@@ -83,11 +84,11 @@ Deno.test("bad options: exactly one error line naming the problem, exit 2", asyn
 });
 
 Deno.test("--help prints the usage and the options on stdout, exit 0", async () => {
-  const result = await runScript(SCRIPT, ["--help"], { timeoutMs: 10_000 });
-  assert.equal(result.code, 0, result.stderr);
-  assert.match(result.stdout, /^usage: deno run --allow-run=deno scripts\/pipe_speed.ts /);
-  assert.match(result.stdout, /--bytes SIZE/);
-  assert.equal(result.stderr, "");
+  await assertHelp(
+    SCRIPT,
+    /^usage: deno run --allow-run=deno scripts\/pipe_speed.ts /,
+    /--bytes SIZE/,
+  );
 });
 
 Deno.test("without --allow-run: one line saying which permission to give, exit 1", async () => {
