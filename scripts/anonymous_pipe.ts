@@ -5,17 +5,12 @@
  * @run deno run --allow-run=deno scripts/anonymous_pipe.ts
  * @resource {https://docs.deno.com/api/deno/~/Deno.Command} Doc: Deno.Command
  *
- * The article's program in Deno. A child process writes `Number 000`, `Number 001` ...
- * (the counter wraps after 004) through a pipe, one line per interval, and its parent prints
- * each line with its own pid and the time it arrived. Deno has no `fork`, so the script starts a
- * second copy of itself as the child, and the child's stdout is the pipe. It proves the
- * article's claims that a pipe connects related processes and that a reader of an empty pipe
- * waits for the writer; its reader sees EOF once the child has exited. (That the pipe itself
- * goes away with the processes is shown by pipe_lifetime.ts.)
- *
- * Options: `--count N` lines (default 10; `--count 0` runs forever, like the article, until
- * Ctrl-C), `--interval MS` between lines (default 1000, as in the article), `--help`.
- * Permissions: the parent needs to run `deno` (this same binary); the child needs none.
+ * The article's program in Deno: a child process writes `Number 000`, `Number 001` ... (the
+ * counter wraps after 004) through a pipe, one line per interval, and its parent prints each line
+ * with its own pid and the time it arrived. Deno has no `fork`, so the script starts a copy of
+ * itself as the child, and the child's stdout is the pipe. It shows the article's claims 2 and 4:
+ * a reader of an empty pipe waits for the writer, and an anonymous pipe connects related
+ * processes. Options: `--count N` lines (default 10; 0 runs until Ctrl-C), `--interval MS`.
  *
  * The whole run prints:
  *
@@ -31,10 +26,41 @@
  *
  * @module
  */
-const USAGE = `usage: deno run --allow-run=deno scripts/anonymous_pipe.ts [options]
-  --count N      lines the child sends (default 10; 0 sends forever, until Ctrl-C)
-  --interval MS  milliseconds between lines (default 1000)
-  --help         show this help`;
+
+// The parent is the article's `parent()`. `stdout: "piped"` does what os.pipe(), fork() and
+// dup2() do there, in one step: Deno makes the pipe, gives its write end to the child as fd 1
+// and keeps the read end as `child.stdout`. It also closes the ends each side does not use, the
+// article's "close the connection you don't need": a write end left open in the parent would
+// keep EOF from ever coming. The child is this same file, `import.meta.url`, which works for a
+// checkout (a file: URL) and for a script run from a server alike.
+async function parent(count: number, intervalMs: number): Promise<number> {
+  // `await using` kills and reaps the child however this function ends (an error, our own
+  // stdout closing), so no child outlives its parent.
+  await using child = new Deno.Command(denoExecutable(), {
+    args: ["run", import.meta.url, "--child", `${count}`, `${intervalMs}`],
+    stdin: "null",
+    stdout: "piped",
+  }).spawn();
+
+  // Each read waits while the pipe is empty (claim 2), and the stream ends (EOF) once the
+  // child's write end is closed: when it exits, however it exits. Read to EOF first, then ask
+  // how it ended: a child blocked writing into a full pipe that nobody reads never exits.
+  try {
+    for await (const line of readLines(child.stdout)) {
+      const seconds = (Date.now() / 1000).toFixed(3);
+      writeAll(Deno.stdout, encoder.encode(`Parent ${Deno.pid} got "${line}" at ${seconds}\n`));
+    }
+  } catch (error) {
+    // Our own stdout was closed (`... | head -3`): stop quietly, as a Unix tool does.
+    if (error instanceof Deno.errors.BrokenPipe) return 0;
+    throw error;
+  }
+  const status = await child.status;
+  if (status.success) return 0;
+  const how = status.signal ? `was killed by ${status.signal}` : `exited with code ${status.code}`;
+  console.error(`error: the child ${how}`);
+  return 1;
+}
 
 /**
  * The article's message: `Number 000` ... `Number 004`, then `Number 000` again.
@@ -44,34 +70,66 @@ export function numberLine(sequence: number): string {
   return `Number ${String(sequence % 5).padStart(3, "0")}`;
 }
 
+// The child is the article's `child()`; its stdout is the pipe's write end. The article sleeps
+// before every line; we send the first one at once (a first timer delays a fresh Deno by ~10 ms).
+async function child(count: number, intervalMs: number): Promise<void> {
+  for (let sent = 0; count === 0 || sent < count; sent++) {
+    if (sent > 0) await new Promise((resolve) => setTimeout(resolve, intervalMs));
+    try {
+      writeAll(Deno.stdout, encoder.encode(numberLine(sent) + "\n"));
+    } catch (error) {
+      // The read end is closed: the parent exited or was killed. Nobody will read, so stop.
+      // No signal handler is needed anywhere: this is how a killed parent's child ends.
+      if (error instanceof Deno.errors.BrokenPipe) return;
+      throw error;
+    }
+  }
+  // Returning closes stdout, the write end: the parent's read then sees EOF.
+}
+
+// ---------------------------------------------------------------------------------------------
+// The plumbing. Every lesson that needs one of these pieces carries the same text, so each can
+// be copied alone (tests/plumbing_test.ts keeps the copies identical).
+// ---------------------------------------------------------------------------------------------
+
 /**
- * Splits a byte stream into lines (without their "\n"), however the bytes were cut into
- * chunks: a pipe delivers whatever the writer's writes and the kernel buffer make of them,
- * so one read may hold half a line, several lines, or one piece of a 1 MiB line.
+ * Splits a byte stream into lines (without their "\n"), however the bytes were cut into chunks:
+ * a pipe delivers whatever the writer's writes and the kernel buffer make of them, so one read
+ * may hold half a line, several lines, or one piece of a 1 MiB line. A last line without "\n"
+ * is still a line.
  */
-export async function* readLines(
-  stream: ReadableStream<Uint8Array>,
-): AsyncGenerator<string> {
+export async function* readLines(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {
   let partial = ""; // the start of a line whose "\n" has not arrived yet
-  // TextDecoderStream also keeps a UTF-8 character that is split between two chunks intact.
+  // TextDecoderStream keeps a UTF-8 character split between two chunks intact.
   for await (const text of stream.pipeThrough(new TextDecoderStream())) {
     const pieces = text.split("\n");
     if (pieces.length === 1) {
-      partial += text; // still inside one line
+      partial += text;
       continue;
     }
     yield partial + pieces[0];
     for (let i = 1; i < pieces.length - 1; i++) yield pieces[i];
     partial = pieces[pieces.length - 1];
   }
-  // EOF: every write end is closed. A last line without "\n" is still a line.
   if (partial !== "") yield partial;
 }
 
+const encoder = new TextEncoder();
+
 /**
- * The Deno binary to run the child with: this very binary. `--allow-run=deno` grants the `deno`
+ * Writes all of `bytes` with `writeSync`: one system call, no round trip to a worker thread (an
+ * `await write()` per small message is 10-50x slower). A write may take only part of the bytes,
+ * so it loops. When nobody reads the pipe any more, it throws `Deno.errors.BrokenPipe`.
+ */
+function writeAll(file: { writeSync(bytes: Uint8Array): number }, bytes: Uint8Array): void {
+  let written = 0;
+  while (written < bytes.length) written += file.writeSync(bytes.subarray(written));
+}
+
+/**
+ * The Deno binary to start a child with: this very one. `--allow-run=deno` grants the `deno`
  * found on PATH; when that is a symlink to this binary (npm and Homebrew installs), Deno grants
- * the name but not the real path, so fall back to the name.
+ * the name but not the real path, `Deno.execPath()`, so then run it by name.
  */
 function denoExecutable(): string {
   const self = Deno.execPath();
@@ -79,146 +137,79 @@ function denoExecutable(): string {
   return status.state === "granted" ? self : "deno";
 }
 
-const encoder = new TextEncoder();
+/** Exits with one line, code 1, on a Deno older than the lessons need (2.8.3). */
+function requireDeno(): void {
+  const [major, minor, patch] = Deno.version.deno.split(/[.-]/).map(Number);
+  if (major * 1e6 + minor * 1e3 + patch >= 2_008_003) return;
+  console.error(`error: this lesson needs Deno 2.8.3 or newer, not ${Deno.version.deno}`);
+  Deno.exit(1);
+}
 
 /**
- * Writes one line to stdout with `writeSync`: one system call, no round trip to a worker thread.
- * A write may take only part of the bytes, so it loops until all are written. Unlike
- * `console.log`, which ignores a closed stdout, it throws `BrokenPipe` when nobody reads.
+ * Reads the command line in the shape of `defaults`: a number default takes a whole number >= 0,
+ * a string one takes any text, a boolean one is a flag. `--help` prints `usage` and exits 0.
  */
-function writeLine(text: string): void {
-  const bytes = encoder.encode(text + "\n");
-  let written = 0;
-  while (written < bytes.length) {
-    written += Deno.stdout.writeSync(bytes.subarray(written));
+async function readOptions<T extends Record<string, number | string | boolean>>(
+  usage: string,
+  defaults: T,
+): Promise<T> {
+  const { parseArgs } = await import("node:util");
+  const options: Record<string, { type: "string" | "boolean" }> = { help: { type: "boolean" } };
+  for (const [name, value] of Object.entries(defaults)) {
+    options[name] = { type: typeof value === "boolean" ? "boolean" : "string" };
   }
-}
-
-// The child: the article's `child()`. Its stdout is the write end of the pipe.
-async function runChild(count: number, intervalMs: number): Promise<void> {
-  for (let sent = 0; count === 0 || sent < count; sent++) {
-    // The article sleeps before every line; we send the first at once, then one per interval.
-    // (Measured here: a first setTimeout delays a freshly started Deno by some 10 ms.)
-    if (sent > 0) await new Promise((resolve) => setTimeout(resolve, intervalMs));
-    try {
-      writeLine(numberLine(sent));
-    } catch (error) {
-      // The parent closed its read end (it exited): nobody will read, so stop quietly.
-      if (error instanceof Deno.errors.BrokenPipe) return;
-      throw error;
-    }
-  }
-  // Returning closes stdout: the parent's read then returns EOF.
-}
-
-// The parent: the article's `parent()`. It holds the read end, `child.stdout`.
-async function runParent(count: number, intervalMs: number): Promise<number> {
-  // The child's settings travel as plain arguments after `--child`: see the end of the file.
-  const args = [import.meta.filename!, "--child", `${count}`, `${intervalMs}`];
-  let child: Deno.ChildProcess;
+  let values: Record<string, string | boolean | undefined> = {};
   try {
-    // `stdout: "piped"` is os.pipe() + fork + dup2 in one step: Deno creates the pipe, gives the
-    // write end to the child as its fd 1 and keeps the read end. The runtime closes the ends each
-    // side does not use (the article's "close the connection you don't need"); an extra write
-    // end left open in the parent would mean the parent never sees EOF.
-    child = new Deno.Command(denoExecutable(), {
-      args: ["run", ...args],
-      stdin: "null",
-      stdout: "piped",
-      stderr: "inherit",
-    }).spawn();
+    values = parseArgs({ args: Deno.args, options }).values;
+  } catch (error) {
+    usageError((error as Error).message);
+  }
+  if (values.help) {
+    console.log(usage);
+    Deno.exit(0);
+  }
+  const result: Record<string, number | string | boolean> = { ...defaults };
+  for (const [name, value] of Object.entries(values)) {
+    if (typeof defaults[name] !== "number") result[name] = value!;
+    else if (/^\d+$/.test(`${value}`) && Number.isSafeInteger(Number(value))) {
+      result[name] = Number(value);
+    } else usageError(`--${name} must be a whole number >= 0, got "${value}"`);
+  }
+  return result as T;
+}
+
+/** A mistake on the command line: one line naming it, and exit code 2, never a stack trace. */
+function usageError(message: string): never {
+  console.error(`error: ${message.replaceAll("\n", " ")} (see --help)`);
+  Deno.exit(2);
+}
+
+/**
+ * Runs the lesson and exits with the code it returns. A missing permission is the user's
+ * mistake: one line (Deno's message names the flag) and code 1. Any other error is a bug and
+ * keeps its stack trace.
+ */
+async function exitWith(lesson: () => Promise<number>): Promise<never> {
+  try {
+    Deno.exit(await lesson());
   } catch (error) {
     if (!(error instanceof Deno.errors.NotCapable)) throw error;
-    console.error("error: cannot start the child: run with --allow-run=deno");
-    return 1;
-  }
-
-  // Ctrl-C sends SIGINT to every process of the terminal's foreground group, child included;
-  // `kill` sends it to the parent alone. Either way: stop the child, read to EOF, exit 128+n.
-  let stoppedBy: "SIGINT" | "SIGTERM" | null = null;
-  const stopChild = (signal: "SIGINT" | "SIGTERM") => {
-    stoppedBy = signal;
-    try {
-      child.kill("SIGTERM");
-    } catch { /* it has already exited */ }
-  };
-  const onInterrupt = () => stopChild("SIGINT");
-  const onTerminate = () => stopChild("SIGTERM");
-  const unix = Deno.build.os !== "windows"; // Windows has no SIGTERM to listen for
-  Deno.addSignalListener("SIGINT", onInterrupt);
-  if (unix) Deno.addSignalListener("SIGTERM", onTerminate);
-
-  try {
-    // Each read waits while the pipe is empty, and ends (EOF) when the child's write end closes:
-    // when it exits, normally or not. Drain to EOF first, then ask how the child ended: a child
-    // that blocks writing into a full pipe nobody reads would never exit.
-    for await (const line of readLines(child.stdout)) {
-      writeLine(
-        `Parent ${Deno.pid} got "${line}" at ${(Date.now() / 1000).toFixed(3)}`,
-      );
-    }
-    const status = await child.status;
-    // Ctrl-C reaches both processes at once, so the child may die of SIGINT before our own
-    // listener has run: that is an interrupt as well, not a failure (as shells treat it).
-    if (stoppedBy === "SIGTERM") return 143;
-    if (stoppedBy === "SIGINT" || status.signal === "SIGINT") return 130;
-    if (status.signal) {
-      console.error(`error: the child was killed by ${status.signal}`);
-      return 1;
-    }
-    if (status.code !== 0) {
-      console.error(`error: the child exited with code ${status.code}`);
-      return 1;
-    }
-    return 0;
-  } catch (error) {
-    // Our own stdout was closed (`... | head -3`): stop like a Unix tool does.
-    if (error instanceof Deno.errors.BrokenPipe) return 0;
-    throw error;
-  } finally {
-    Deno.removeSignalListener("SIGINT", onInterrupt);
-    if (unix) Deno.removeSignalListener("SIGTERM", onTerminate);
-    try {
-      child.kill("SIGTERM"); // no child outlives its parent, whatever happened above
-    } catch { /* it has already exited */ }
-    await child.status;
+    console.error(`error: ${error.message}`);
+    Deno.exit(1);
   }
 }
 
-/** Reads a whole number >= 0 from an option, or throws a one-line message naming it. */
-function wholeNumber(name: string, text: string): number {
-  const value = Number(text);
-  if (!/^\d+$/.test(text) || !Number.isSafeInteger(value)) {
-    throw new Error(`--${name} must be a whole number >= 0, got "${text}"`);
-  }
-  return value;
-}
+// The command line. The child gets its settings as plain words after `--child` and reads them
+// itself: it need not load `node:util`, which would slow down every child's start.
+const USAGE = `usage: deno run --allow-run=deno scripts/anonymous_pipe.ts [options]
+  --count N      lines the child sends (default 10; 0 sends forever, until Ctrl-C)
+  --interval MS  milliseconds between lines (default 1000)
+  --help         show this help`;
 
-// The command line. The child is started as `anonymous_pipe.ts --child COUNT INTERVAL` and
-// reads those itself: importing `node:util` loads Node's compatibility layer, which would add
-// some 30 ms to every child's start; only the parent, facing the user, parses options.
 if (import.meta.main && Deno.args[0] === "--child") {
-  await runChild(Number(Deno.args[1]), Number(Deno.args[2]));
+  await child(Number(Deno.args[1]), Number(Deno.args[2]));
 } else if (import.meta.main) {
-  const { parseArgs } = await import("node:util");
-  let count: number, interval: number, help: boolean | undefined;
-  try {
-    const { values } = parseArgs({
-      options: {
-        count: { type: "string", default: "10" },
-        interval: { type: "string", default: "1000" },
-        help: { type: "boolean" },
-      },
-    });
-    count = wholeNumber("count", values.count);
-    interval = wholeNumber("interval", values.interval);
-    help = values.help;
-  } catch (error) {
-    // A user's mistake: one line and exit code 2, no stack trace.
-    const message = (error as Error).message.replaceAll("\n", " ");
-    console.error(`error: ${message} (see --help)`);
-    Deno.exit(2);
-  }
-  if (help) console.log(USAGE);
-  else Deno.exit(await runParent(count, interval));
+  requireDeno();
+  const options = await readOptions(USAGE, { count: 10, interval: 1000 });
+  await exitWith(() => parent(options.count, options.interval));
 }

@@ -177,10 +177,11 @@ Deno.test("Ctrl-C stops both processes: exit 130, no child left, no trace", asyn
 });
 
 for (const [signal, exitCode] of SIGNAL_EXITS) {
-  Deno.test(`${signal} to the parent alone (kill) also stops the child, exit ${exitCode}`, async () => {
+  Deno.test(`${signal} to the parent alone (kill): the parent dies of it (${exitCode}), and its child ends at its next write, with no signal handler`, async () => {
     await using parent = spawnScript(NAME, ENDLESS);
     const { stdout, childPid } = await firstLine(parent);
     parent.kill(signal);
+    // The child inherited the parent's stderr: its EOF comes once the child has exited too.
     const { stderr, code } = await ending(parent, stdout);
     assert.equal(stderr, "");
     assert.equal(code, exitCode);
@@ -188,15 +189,23 @@ for (const [signal, exitCode] of SIGNAL_EXITS) {
   });
 }
 
-Deno.test("a child that dies of SIGINT first (Ctrl-C's race) is an interrupt: exit 130, quietly", async () => {
-  // Ctrl-C signals both processes; if the child's death reaches the parent before the parent's
-  // own SIGINT listener runs, the parent must still exit as interrupted, not report a failure.
+Deno.test("a child killed by SIGINT alone is a failure of the child: one line, exit 1", async () => {
   await using parent = spawnScript(NAME, ENDLESS);
   const { stdout, childPid } = await firstLine(parent);
   Deno.kill(childPid, "SIGINT");
   const { stderr, code } = await ending(parent, stdout);
-  assert.equal(stderr, "");
-  assert.equal(code, 130);
+  assert.equal(stderr, "error: the child was killed by SIGINT\n");
+  assert.equal(code, 1);
+});
+
+Deno.test("without --allow-run: one line naming the flag, exit 1, no stack trace", async () => {
+  const result = await runDeno(["run", scriptPath(NAME), "--count", "1"]);
+  assert.equal(result.code, 1);
+  assert.equal(result.stdout, "");
+  assert.match(
+    result.stderr,
+    /^error: Requires run access to "deno", run again with the --allow-run flag\n$/,
+  );
 });
 
 for (
