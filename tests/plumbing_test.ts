@@ -2,6 +2,8 @@
  * The plumbing block is the same text in every lesson that needs it: anonymous_pipe.ts
  * introduces it, and any other lesson's copy of a piece (a function or constant of the same
  * name) must match it to the letter, JSDoc included, so that the copies cannot drift apart.
+ * Pieces that only some lessons need (the FIFO ones) are held to the same rule: every top-level
+ * declaration after the banner that two lessons share by name is the same text in both.
  */
 import assert from "node:assert/strict";
 import { repoRoot } from "./helpers.ts";
@@ -37,12 +39,12 @@ function lessons(): string[] {
 function piece(source: string, name: string): string | null {
   const lines = source.split("\n");
   const start = lines.findIndex((line) =>
-    new RegExp(`^(export )?(async )?(function\\*? |const )${name}\\b`).test(line)
+    new RegExp(`^(export )?(async )?(function\\*? |const |let )${name}\\b`).test(line)
   );
   if (start < 0) return null;
   let first = start;
   while (first > 0 && /^(\/\*\*| \*|\/\/)/.test(lines[first - 1])) first--;
-  const isConst = lines[start].includes(`const ${name}`);
+  const isConst = !lines[start].includes("function");
   let last = start;
   while (last < lines.length && !(isConst ? lines[last].endsWith(";") : lines[last] === "}")) {
     last++;
@@ -59,6 +61,28 @@ Deno.test(`${REFERENCE} holds every piece of the plumbing, after its banner`, ()
     const text = piece(reference, name);
     assert.ok(text, `${name} is missing`);
     assert.ok(reference.indexOf(text) > banner.index!, `${name} stands before the banner`);
+  }
+});
+
+/** The names declared at the top level after the plumbing banner. */
+function plumbingNames(source: string): string[] {
+  const banner = source.match(BANNER);
+  if (!banner) return [];
+  const after = source.slice(banner.index! + banner[0].length);
+  return [...after.matchAll(/^(?:export )?(?:async )?(?:function\*? |const |let )(\w+)/gm)]
+    .map((match) => match[1]);
+}
+
+Deno.test("a plumbing piece that several lessons carry is the same text in each", () => {
+  const firstSeen = new Map<string, { lesson: string; text: string }>();
+  for (const lesson of [REFERENCE, ...lessons().filter((name) => name !== REFERENCE)]) {
+    const source = Deno.readTextFileSync(`${repoRoot}scripts/${lesson}`);
+    for (const name of plumbingNames(source)) {
+      const text = piece(source, name)!;
+      const first = firstSeen.get(name);
+      if (!first) firstSeen.set(name, { lesson, text });
+      else assert.equal(text, first.text, `${name}: ${lesson} differs from ${first.lesson}`);
+    }
   }
 });
 
@@ -80,6 +104,29 @@ for (const lesson of lessons().filter((name) => name !== REFERENCE)) {
     }
     if (source.includes("import.meta.main")) {
       assert.ok(source.includes("requireDeno();"), "no requireDeno() call");
+    }
+  });
+}
+
+// The shape every lesson has: the story first, and short enough to read in one sitting.
+const MAX_LINES = 220;
+const FIRST_SCREEN = 45; // lines after the header within which the story's first step appears
+
+for (const lesson of lessons()) {
+  Deno.test(`${lesson}: at most ${MAX_LINES} lines, header pragmas, story first`, () => {
+    const source = Deno.readTextFileSync(`${repoRoot}scripts/${lesson}`);
+    const lines = source.split("\n");
+    assert.ok(lines.length - 1 <= MAX_LINES, `${lines.length - 1} lines`);
+    for (const pragma of ["@title", "@difficulty", "@tags", "@run deno run ", "@module"]) {
+      assert.ok(source.includes(` * ${pragma}`), `no ${pragma} in the header`);
+    }
+    const headerEnd = lines.findIndex((line) => line === " */");
+    const firstStep = lines.findIndex((line) => /new Deno\.Command\(|Deno\.open\(/.test(line));
+    if (firstStep >= 0) {
+      assert.ok(
+        firstStep - headerEnd <= FIRST_SCREEN,
+        `the first Deno.Command or Deno.open is ${firstStep - headerEnd} lines after the header`,
+      );
     }
   });
 }
