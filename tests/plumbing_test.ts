@@ -6,7 +6,7 @@
  * declaration after the banner that two lessons share by name is the same text in both.
  */
 import assert from "node:assert/strict";
-import { repoRoot } from "./helpers.ts";
+import { headerRunFlags, repoRoot, runDeno, type RunResult } from "./helpers.ts";
 
 const REFERENCE = "anonymous_pipe.ts";
 
@@ -130,3 +130,58 @@ for (const lesson of lessons()) {
     }
   });
 }
+
+// The oldest Deno the lessons run on: each lesson checks it first, in one line. An older Deno
+// is faked by a preload module that shows the lesson another `Deno.version`.
+const MINIMUM_DENO = "2.8.3";
+
+async function helpAsIf(version: string, lesson: string): Promise<RunResult> {
+  const preload = await Deno.makeTempFile({ prefix: "fake_version_", suffix: ".ts" });
+  try {
+    await Deno.writeTextFile(
+      preload,
+      `const real = Deno;
+const version = { ...real.version, deno: ${JSON.stringify(version)} };
+const get = (target: typeof Deno, key: string | symbol) =>
+  key === "version" ? version : Reflect.get(target, key);
+Object.defineProperty(globalThis, "Deno", { value: new Proxy(real, { get }) });
+`,
+    );
+    return await runDeno([
+      "run",
+      "--preload",
+      preload,
+      ...headerRunFlags(lesson),
+      `scripts/${lesson}`,
+      "--help",
+    ]);
+  } finally {
+    await Deno.remove(preload);
+  }
+}
+
+for (const lesson of lessons()) {
+  const source = Deno.readTextFileSync(`${repoRoot}scripts/${lesson}`);
+  if (!source.includes("import.meta.main")) continue;
+  Deno.test(`${lesson}: on a Deno older than ${MINIMUM_DENO}, one line and exit 1`, async () => {
+    for (const old of ["2.8.2", "2.0.0", "1.46.3"]) {
+      const result = await helpAsIf(old, lesson);
+      assert.equal(result.code, 1, `${old}: ${result.stderr}`);
+      assert.equal(result.stdout, "");
+      assert.equal(
+        result.stderr,
+        `error: this lesson needs Deno ${MINIMUM_DENO} or newer, not ${old}\n`,
+      );
+    }
+    for (const recent of [MINIMUM_DENO, "2.10.0", "3.0.0"]) {
+      const result = await helpAsIf(recent, lesson);
+      assert.equal(result.code, 0, `${recent}: ${result.stderr}`);
+      assert.match(result.stdout, /^usage: /);
+    }
+  });
+}
+
+Deno.test(`the README states the same minimum Deno, ${MINIMUM_DENO}`, () => {
+  const readme = Deno.readTextFileSync(`${repoRoot}README.md`);
+  assert.match(readme, new RegExp(`Deno ${MINIMUM_DENO.replaceAll(".", "\\.")} or newer`));
+});
