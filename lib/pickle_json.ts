@@ -1,55 +1,25 @@
 /**
- * @title Pickle-like JSON: send rich objects through a pipe
- * @difficulty advanced
- * @tags cli
- * @run deno run --allow-run=deno scripts/pickle_json.ts
- * @resource {https://docs.python.org/3/library/pickle.html} Python: pickle
- * @resource {https://docs.deno.com/api/deno/~/Deno.Command} Doc: Deno.Command
+ * A pickle whose output is JSON: `dumps` and `loads` like Python's pickle, `register` like
+ * copyreg, and stream helpers that send one value per line (`PickleWriter`, `readPickles`).
+ * Dates, Maps, Sets, BigInt, NaN, -0, undefined, typed arrays, errors, shared objects, cycles and
+ * registered class instances come back equal. Unlike pickle, `loads` is safe on hostile input:
+ * it never runs code from the data and fails only with `PickleError`. The format is described in
+ * docs/pickle_format.md.
  *
- * The article says objects must be serialized before they can travel through a pipe. A pipe
- * carries bytes; `JSON.stringify` loses most of what a program holds (Dates, Maps, Sets,
- * BigInt, NaN, -0, undefined, shared objects, cycles, classes). This is a pickle whose output
- * is JSON: `dumps`/`loads` like Python's, `register` like copyreg, and stream helpers that send
- * one value per line. Unlike pickle, `loads` is safe on hostile input: it never runs code from
- * the data. The demo sends rich values to a child copy of this script through its stdin pipe;
- * the child changes them and sends them back through its stdout pipe. The format is described
- * in docs/pickle_format.md. Options: `--help`. Permissions: the parent runs `deno` (this same
- * binary); the child needs none.
- *
- * The whole run prints:
- *
- * ```
- * $ deno run --allow-run=deno scripts/pickle_json.ts
- * parent 4242: sending 3 values to child 4243, a line each:
- *   {"pickle":1,"value":{"name":"Ada","born":{"$":"Date","v":-4861728000000},"languages":{"$":"Map","v":[["en","native"],["fr","fluent"]]},"primes":{"$":"Set","v":[2,3,5]},"big":{"$":"BigInt","v":"0x10000000000000000"},"nothing":{"$":"undefined"},"ratio":{"$":"NaN"}}}
- *   {"pickle":1,"value":{"$":"Object","id":0,"v":{"name":"ring","next":{"$":"ref","id":0}}}}
- *   {"pickle":1,"value":{"$":"class","name":"demo.Point","v":{"x":1,"y":2}}}
- *   (JSON.stringify of the first one throws: Do not know how to serialize a BigInt)
- * parent 4242: got 3 values back, changed by the child:
- * {
- *   name: "Ada",
- *   born: 1816-12-10T00:00:00.000Z,
- *   languages: Map(3) { "en" => "native", "fr" => "fluent", "de" => "learning" },
- *   primes: Set(4) { 2, 3, 5, 7 },
- *   big: 36893488147419103232n,
- *   nothing: undefined,
- *   ratio: NaN
- * }
- *   born: Date, languages: Map, primes: Set, big: bigint, nothing in record: true
- * <ref *1> { name: "ring", next: [Circular *1], laps: 1 }
- *   ring.next === ring: true
- * Point { x: 11, y: 12 } instanceof Point: true
+ * ```ts
+ * import { dumps, loads } from "./lib/pickle_json.ts";
+ * const back = loads(dumps({ when: new Date(0), tags: new Set(["a"]) }));
  * ```
  *
  * @module
  */
-import { parseArgs } from "node:util";
 
 /** The format version `dumps` writes and the only one `loads` reads. */
 export const PICKLE_VERSION = 1;
 
 /** The only error `loads` throws, and what `dumps` throws for a value it cannot store. */
 export class PickleError extends Error {
+  /** Always "PickleError", so that a printed error says what failed. */
   override name = "PickleError";
 }
 
@@ -1467,6 +1437,7 @@ export class PickleWriter {
   #error: unknown = null;
   #options?: DumpsOptions;
 
+  /** Writes to `stream` (e.g. a child's stdin), each value dumped with `options`. */
   constructor(stream: WritableStream<Uint8Array>, options?: DumpsOptions) {
     this.#writer = stream.getWriter();
     this.#options = options;
@@ -1562,212 +1533,4 @@ export async function* readPickles(
     if (done) reader.releaseLock();
     else await reader.cancel().catch(() => {});
   }
-}
-
-// ---------------------------------------------------------------------------------------------
-// The demo. Both processes run this file, so both register the same class under one name: a
-// pickle names a class, it does not carry its code (Python's pickle works the same way).
-
-/** The demo's registered class: its method must work on the copy that comes back. */
-export class Point {
-  constructor(public x: number, public y: number) {}
-  /** Moves the point; only a real Point (right prototype) has this method. */
-  move(dx: number, dy: number): this {
-    this.x += dx;
-    this.y += dy;
-    return this;
-  }
-}
-register(Point, { name: "demo.Point" }); // a qualified name leaves "Point" to programs
-
-/** The values the parent sends: what JSON.stringify would lose or refuse. */
-export function demoValues(): unknown[] {
-  const record = {
-    name: "Ada",
-    born: new Date(Date.UTC(1815, 11, 10)),
-    languages: new Map([["en", "native"], ["fr", "fluent"]]),
-    primes: new Set([2, 3, 5]),
-    big: 2n ** 64n,
-    nothing: undefined,
-    ratio: NaN,
-  };
-  const ring: { name: string; next?: unknown } = { name: "ring" };
-  ring.next = ring; // a cycle: JSON.stringify throws on it
-  return [record, ring, new Point(1, 2)];
-}
-
-/** What the child does to each value before sending it back. */
-export function change(value: unknown): unknown {
-  if (value instanceof Point) return value.move(10, 10); // a method call: the class survived
-  const record = value as Record<string, unknown>;
-  if (record.languages instanceof Map) {
-    record.languages.set("de", "learning");
-    (record.primes as Set<number>).add(7);
-    (record.born as Date).setUTCFullYear(1816);
-    record.big = (record.big as bigint) * 2n;
-  } else if (record.next === record) {
-    record.laps = 1; // the cycle came back as a cycle: one object, not a copy
-  }
-  return value;
-}
-
-const USAGE = `usage: deno run --allow-run=deno scripts/pickle_json.ts [--help]
-  Sends rich values to a child copy of this script through its stdin pipe and prints what
-  comes back through its stdout pipe.`;
-
-/**
- * The Deno binary to run the child with: this very binary. `--allow-run=deno` grants the `deno`
- * found on PATH; when that is a symlink to this binary (npm and Homebrew installs), Deno grants
- * the name but not the real path, so fall back to the name.
- */
-function denoExecutable(): string {
-  const self = Deno.execPath();
-  const status = Deno.permissions.querySync({ name: "run", command: self });
-  return status.state === "granted" ? self : "deno";
-}
-
-// The child: reads values from its stdin (the read end of the parent's pipe), changes each,
-// and writes it back to its stdout (the write end of another pipe). It needs no permission.
-async function runChild(): Promise<number> {
-  const out = new PickleWriter(Deno.stdout.writable);
-  try {
-    for await (const value of readPickles(Deno.stdin.readable)) out.send(change(value));
-    await out.close(); // EOF for the parent
-    return 0;
-  } catch (error) {
-    if (error instanceof Deno.errors.BrokenPipe) return 0; // the parent has gone
-    console.error(`error: child: ${(error as Error).message}`);
-    return 1;
-  }
-}
-
-/** Type, as the demo prints it: `Date`, `Map`, `bigint`, `Point`... */
-function typeName(value: unknown): string {
-  if (typeof value !== "object" || value === null) return typeof value;
-  return Object.getPrototypeOf(value)?.constructor?.name ?? "null-prototype object";
-}
-
-async function runParent(): Promise<number> {
-  let child: Deno.ChildProcess;
-  try {
-    child = new Deno.Command(denoExecutable(), {
-      args: ["run", import.meta.filename!, "--role", "child"],
-      stdin: "piped",
-      stdout: "piped",
-      stderr: "inherit",
-    }).spawn();
-  } catch (error) {
-    if (!(error instanceof Deno.errors.NotCapable)) throw error;
-    console.error("error: cannot start the child: run with --allow-run=deno");
-    return 1;
-  }
-  // Ctrl-C (SIGINT, sent to the child too) or SIGTERM: stop the child, exit 128+n.
-  let stoppedBy: "SIGINT" | "SIGTERM" | null = null;
-  const stop = (signal: "SIGINT" | "SIGTERM") => () => {
-    stoppedBy = signal;
-    try {
-      child.kill("SIGTERM");
-    } catch { /* it has already exited */ }
-  };
-  const onInterrupt = stop("SIGINT"), onTerminate = stop("SIGTERM");
-  const unix = Deno.build.os !== "windows"; // Windows has no SIGTERM to listen for
-  Deno.addSignalListener("SIGINT", onInterrupt);
-  if (unix) Deno.addSignalListener("SIGTERM", onTerminate);
-  try {
-    const values = demoValues();
-    console.log(
-      `parent ${Deno.pid}: sending ${values.length} values to child ${child.pid}, a line each:`,
-    );
-    for (const value of values) console.log(`  ${dumps(value)}`);
-    try {
-      JSON.stringify(values[0]);
-    } catch (error) {
-      console.log(`  (JSON.stringify of the first one throws: ${(error as Error).message})`);
-    }
-    // Write and read at the same time: a parent that writes everything before reading can
-    // deadlock with a child that answers as it reads, once both pipes are full.
-    const sending = (async () => {
-      const toChild = new PickleWriter(child.stdin);
-      for (const value of values) toChild.send(value);
-      await toChild.close(); // the child's read loop ends only when it sees EOF
-    })();
-    // If the child stops reading, sending fails while we still read: without a handler now, that
-    // is an unhandled rejection (a stack trace); `await sending` below still throws the error.
-    sending.catch(() => {});
-    const received: unknown[] = [];
-    for await (const value of readPickles(child.stdout)) received.push(value);
-    await sending;
-    const status = await child.status;
-    if (stoppedBy) return stoppedBy === "SIGINT" ? 130 : 143;
-    if (!status.success) {
-      console.error(`error: the child failed (${status.signal ?? `exit code ${status.code}`})`);
-      return 1;
-    }
-    const [record, ring, moved] = received as [
-      Record<string, unknown>,
-      Record<string, unknown>,
-      Point,
-    ];
-    console.log(`parent ${Deno.pid}: got ${received.length} values back, changed by the child:`);
-    console.log(Deno.inspect(record, { colors: false, breakLength: 100 }));
-    console.log(
-      `  born: ${typeName(record.born)}, languages: ${typeName(record.languages)}, primes: ${
-        typeName(record.primes)
-      }, big: ${typeName(record.big)}, nothing in record: ${"nothing" in record}`,
-    );
-    console.log(Deno.inspect(ring, { colors: false }));
-    console.log(`  ring.next === ring: ${ring.next === ring}`);
-    console.log(
-      `${Deno.inspect(moved, { colors: false })} instanceof Point: ${moved instanceof Point}`,
-    );
-    return 0;
-  } catch (error) {
-    if (stoppedBy) return stoppedBy === "SIGINT" ? 130 : 143;
-    if (error instanceof Deno.errors.BrokenPipe) {
-      // Not our stdout (console.log ignores a closed one, as with `| head -1`): the child's stdin.
-      // The child exited before it read every value, and how it ended says why.
-      const status = await child.status;
-      const how = status.signal ?? `exit code ${status.code}`;
-      console.error(`error: the child exited before it read every value (${how})`);
-      return 1;
-    }
-    if (error instanceof PickleError) {
-      console.error(`error: ${error.message}`);
-      return 1;
-    }
-    throw error;
-  } finally {
-    Deno.removeSignalListener("SIGINT", onInterrupt);
-    if (unix) Deno.removeSignalListener("SIGTERM", onTerminate);
-    try {
-      child.kill("SIGTERM"); // no child outlives its parent, whatever happened above
-    } catch { /* it has already exited */ }
-    await child.status;
-  }
-}
-
-if (import.meta.main) {
-  let role: string, help: boolean | undefined;
-  try {
-    const { values } = parseArgs({
-      options: {
-        role: { type: "string", default: "parent" }, // "child": what the parent starts
-        help: { type: "boolean" },
-      },
-    });
-    role = values.role;
-    help = values.help;
-    if (role !== "parent" && role !== "child") {
-      throw new Error(`--role must be parent or child, got "${role}"`);
-    }
-  } catch (error) {
-    console.error(`error: ${(error as Error).message} (see --help)`);
-    Deno.exit(2);
-  }
-  if (help) console.log(USAGE);
-  else if (role === "child") {
-    // Ctrl-C reaches the child too: leave quietly, the parent reports.
-    Deno.addSignalListener("SIGINT", () => Deno.exit(130));
-    Deno.exit(await runChild());
-  } else Deno.exit(await runParent());
 }

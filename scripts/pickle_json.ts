@@ -1,1624 +1,165 @@
 /**
- * @title Pickle-like JSON: send rich objects through a pipe
- * @difficulty advanced
+ * @title Pickles through a pipe: rich values to a child and back
+ * @difficulty intermediate
  * @tags cli
  * @run deno run --allow-run=deno scripts/pickle_json.ts
  * @resource {https://docs.python.org/3/library/pickle.html} Python: pickle
- * @resource {https://docs.deno.com/api/deno/~/Deno.Command} Doc: Deno.Command
+ * @resource {https://pymotw.com/3/pickle/} PyMOTW: pickle (streams, and the class problem)
  *
- * The article says objects must be serialized before they can travel through a pipe. A pipe
- * carries bytes; `JSON.stringify` loses most of what a program holds (Dates, Maps, Sets,
- * BigInt, NaN, -0, undefined, shared objects, cycles, classes). This is a pickle whose output
- * is JSON: `dumps`/`loads` like Python's, `register` like copyreg, and stream helpers that send
- * one value per line. Unlike pickle, `loads` is safe on hostile input: it never runs code from
- * the data. The demo sends rich values to a child copy of this script through its stdin pipe;
- * the child changes them and sends them back through its stdout pipe. The format is described
- * in docs/pickle_format.md. Options: `--help`. Permissions: the parent runs `deno` (this same
- * binary); the child needs none.
+ * The article's claim 6: a pipe carries bytes, so objects must be serialized to travel through
+ * it. `JSON.stringify` is not enough: it drops `undefined`, turns NaN into null and -0 into 0,
+ * makes a Date a string and a Map or Set `{}`, loses an instance's class, and throws on a BigInt
+ * or a cycle. The parent sends such values to a child copy of this script, one pickle a line
+ * (`dumps` of lib/pickle_json.ts), while it reads the child's answers, and prints what came back
+ * beside what a JSON round trip makes of each. scripts/pickle_by_hand.ts shows how it is done.
  *
  * The whole run prints:
  *
  * ```
  * $ deno run --allow-run=deno scripts/pickle_json.ts
- * parent 4242: sending 3 values to child 4243, a line each:
- *   {"pickle":1,"value":{"name":"Ada","born":{"$":"Date","v":-4861728000000},"languages":{"$":"Map","v":[["en","native"],["fr","fluent"]]},"primes":{"$":"Set","v":[2,3,5]},"big":{"$":"BigInt","v":"0x10000000000000000"},"nothing":{"$":"undefined"},"ratio":{"$":"NaN"}}}
+ * parent 4242 sent child 4243 these lines, a pickle each:
+ *   {"pickle":1,"value":{"note":"two\nlines","nothing":{"$":"undefined"}}}
+ *   {"pickle":1,"value":{"$":"NaN"}}
+ *   {"pickle":1,"value":{"$":"-0"}}
+ *   {"pickle":1,"value":{"$":"BigInt","v":"0x10000000000000000"}}
+ *   {"pickle":1,"value":{"$":"Date","v":-4861728000000}}
+ *   {"pickle":1,"value":{"$":"Map","v":[["en","native"]]}}
+ *   {"pickle":1,"value":{"$":"Set","v":[2,3]}}
  *   {"pickle":1,"value":{"$":"Object","id":0,"v":{"name":"ring","next":{"$":"ref","id":0}}}}
- *   {"pickle":1,"value":{"$":"class","name":"demo.Point","v":{"x":1,"y":2}}}
- *   (JSON.stringify of the first one throws: Do not know how to serialize a BigInt)
- * parent 4242: got 3 values back, changed by the child:
- * {
- *   name: "Ada",
- *   born: 1816-12-10T00:00:00.000Z,
- *   languages: Map(3) { "en" => "native", "fr" => "fluent", "de" => "learning" },
- *   primes: Set(4) { 2, 3, 5, 7 },
- *   big: 36893488147419103232n,
- *   nothing: undefined,
- *   ratio: NaN
- * }
- *   born: Date, languages: Map, primes: Set, big: bigint, nothing in record: true
- * <ref *1> { name: "ring", next: [Circular *1], laps: 1 }
- *   ring.next === ring: true
- * Point { x: 11, y: 12 } instanceof Point: true
+ *   {"pickle":1,"value":{"$":"class","name":"Point","v":{"x":1,"y":2}}}
+ * what came back (the child moved the point)       | a JSON round trip
+ *   { note: "two\nlines", nothing: undefined }     | { note: "two\nlines" }
+ *   NaN                                            | null
+ *   -0                                             | 0
+ *   18446744073709551616n                          | throws: Do not know how to serialize a BigInt
+ *   1815-12-10T00:00:00.000Z                       | "1815-12-10T00:00:00.000Z"
+ *   Map(1) { "en" => "native" }                    | {}
+ *   Set(2) { 2, 3 }                                | {}
+ *   <ref *1> { name: "ring", next: [Circular *1] } | throws: Converting circular structure to JSON
+ *   Point { x: 11, y: 12 }                         | { x: 1, y: 2 }
  * ```
  *
  * @module
  */
-import { parseArgs } from "node:util";
+import { dumps, PickleError, PickleWriter, readPickles, register } from "../lib/pickle_json.ts";
 
-/** The format version `dumps` writes and the only one `loads` reads. */
-export const PICKLE_VERSION = 1;
+// The parent starts the child with two pipes: it writes pickles into the child's stdin and reads
+// the answers from the child's stdout. The child is this same file, `import.meta.url` (a file:
+// URL or a server's), run with no permissions at all: reading a pickle runs no code from it.
+async function parent(): Promise<number> {
+  // `await using` kills and reaps the child however this function ends.
+  await using child = new Deno.Command(denoExecutable(), {
+    args: ["run", import.meta.url, "--child"],
+    stdin: "piped",
+    stdout: "piped",
+  }).spawn();
 
-/** The only error `loads` throws, and what `dumps` throws for a value it cannot store. */
-export class PickleError extends Error {
-  override name = "PickleError";
-}
-
-/** Limits for {@link dumps}. */
-export interface DumpsOptions {
-  /** Deepest nesting stored; deeper values throw a PickleError (default 10,000). */
-  maxDepth?: number;
-}
-
-/** Limits for {@link loads} and {@link readPickles}; the defaults are safe for hostile input. */
-export interface LoadsOptions {
-  /**
-   * Deepest nesting of tagged nodes rebuilt (default 10,000). A "json" body is returned as
-   * JSON.parse built it: that parser is iterative, so no depth can crash loads.
-   */
-  maxDepth?: number;
-  /** Longest pickle text read, in UTF-16 code units (default 64 Mi). */
-  maxLength?: number;
-  /**
-   * Most bytes of all the ArrayBuffers of one pickle together (default 64 MiB). A resizable one
-   * counts as its maxByteLength, and as at least 1 MiB: each one reserves address space with a
-   * system call (microseconds), so the default allows 64 of them.
-   */
-  maxBufferBytes?: number;
-}
-
-// ---------------------------------------------------------------------------------------------
-// The class registry, like Python's copyreg. Looked up by prototype when dumping and by name
-// (a Map, so "__proto__" or "constructor" are just names) when loading: loads never looks a
-// name up in globalThis, so only what was registered can be rebuilt.
-
-/** How a registered class is stored. Without reduce/restore: its own enumerable properties. */
-export interface ClassOptions<T> {
-  /** The name in the pickle (default: the class's name). Both sides must register it. */
-  name?: string;
-  /** Turns an instance into a picklable state (for private fields, caches, handles...). */
-  reduce?: (instance: T) => unknown;
-  /** Rebuilds an instance from the state `reduce` returned. */
-  restore?: (state: unknown) => T;
-}
-
-interface ClassEntry {
-  name: string;
-  prototype: object;
-  reduce?: (instance: never) => unknown;
-  restore?: (state: unknown) => unknown;
-}
-const classesByPrototype = new Map<object, ClassEntry>();
-const classesByName = new Map<string, ClassEntry>();
-
-/**
- * Registers a class so its instances survive a round trip as instances of that class. By
- * default they come back with their own enumerable properties and without running the
- * constructor; give `reduce` and `restore` (both) to decide what is stored and how it is rebuilt
- * (needed for #private fields, which no one outside the class can read or set).
- */
-export function register<T extends object>(
-  // deno-lint-ignore no-explicit-any
-  constructor: abstract new (...args: any[]) => T,
-  options: ClassOptions<T> = {},
-): void {
-  const name = options.name ?? constructor.name;
-  if (!name) throw new PickleError("register: the class needs a name");
-  if ((options.reduce === undefined) !== (options.restore === undefined)) {
-    throw new PickleError(`register ${name}: give both reduce and restore`);
-  }
-  const existing = classesByName.get(name);
-  if (existing && existing.prototype !== constructor.prototype) {
-    throw new PickleError(`register: another class is registered as "${name}"`);
-  }
-  const entry: ClassEntry = {
-    name,
-    prototype: constructor.prototype,
-    reduce: options.reduce as ClassEntry["reduce"],
-    restore: options.restore,
-  };
-  classesByPrototype.set(constructor.prototype, entry);
-  classesByName.set(name, entry);
-}
-
-// ---------------------------------------------------------------------------------------------
-// Built-in types, listed by hand: loads maps a tag to a constructor through these tables only.
-
-type TypedArrayConstructor =
-  | Int8ArrayConstructor
-  | Uint8ArrayConstructor
-  | Uint8ClampedArrayConstructor
-  | Int16ArrayConstructor
-  | Uint16ArrayConstructor
-  | Int32ArrayConstructor
-  | Uint32ArrayConstructor
-  | Float32ArrayConstructor
-  | Float64ArrayConstructor
-  | BigInt64ArrayConstructor
-  | BigUint64ArrayConstructor;
-const typedArrays = new Map<string, TypedArrayConstructor>([
-  ["Int8Array", Int8Array],
-  ["Uint8Array", Uint8Array],
-  ["Uint8ClampedArray", Uint8ClampedArray],
-  ["Int16Array", Int16Array],
-  ["Uint16Array", Uint16Array],
-  ["Int32Array", Int32Array],
-  ["Uint32Array", Uint32Array],
-  ["Float32Array", Float32Array],
-  ["Float64Array", Float64Array],
-  ["BigInt64Array", BigInt64Array],
-  ["BigUint64Array", BigUint64Array],
-]);
-// Float16Array is new (ES2025): use it where this Deno has it.
-const float16 = (globalThis as unknown as { Float16Array?: TypedArrayConstructor })
-  .Float16Array;
-if (float16) typedArrays.set("Float16Array", float16);
-const typedArrayNames = new Map<object, string>(
-  [...typedArrays].map(([name, constructor]) => [constructor.prototype, name]),
-);
-
-type ErrorConstructorLike = new (message?: string) => Error;
-const errorTypes = new Map<string, ErrorConstructorLike>([
-  ["Error", Error],
-  ["EvalError", EvalError],
-  ["RangeError", RangeError],
-  ["ReferenceError", ReferenceError],
-  ["SyntaxError", SyntaxError],
-  ["TypeError", TypeError],
-  ["URIError", URIError],
-  ["AggregateError", AggregateError as unknown as ErrorConstructorLike],
-]);
-const errorNames = new Map<object, string>(
-  [...errorTypes].map(([name, constructor]) => [constructor.prototype, name]),
-);
-// Own properties an Error keeps non-enumerable; stored in their own fields.
-const errorFields = ["message", "stack", "cause", "errors"] as const;
-
-// Tags of values with no contents, shared by every pickle (JSON.stringify may meet one twice).
-const specialNumbers = new Map<string, number>([
-  ["NaN", NaN],
-  ["Infinity", Infinity],
-  ["-Infinity", -Infinity],
-  ["-0", -0],
-]);
-const undefinedNode = { $: "undefined" };
-
-// ---------------------------------------------------------------------------------------------
-// dumps. Most values are plain data, so a quick check comes first: when the value holds only
-// JSON-safe things (no tags, no object met twice), JSON.stringify writes it as it is. Otherwise
-// one iterative depth-first walk (an explicit stack, so 100,000 levels cannot overflow the call
-// stack) checks every value and builds the tagged copy. Plain objects and arrays are copied
-// only when something inside them needs a tag (copy on write). A walk that meets an object
-// twice (sharing or a cycle) is redone once, giving those objects an id at their first place.
-
-/**
- * Turns a value into pickle text (one line of JSON). Throws a PickleError naming the path of
- * the first value that cannot be stored, e.g. `$.users[3].onClick: a function cannot be pickled`.
- */
-export function dumps(value: unknown, options?: DumpsOptions): string {
-  const maxDepth = options?.maxDepth ?? 10_000;
-  let text: string;
+  // Write while reading. The child answers each value as it reads it. A parent that wrote all
+  // its values before reading would, with enough of them, fill the answer pipe (the child waits
+  // to write, so it stops reading), then the question pipe (we wait to write): a deadlock. So
+  // the sending runs on its own while we read. Closing the child's stdin is its EOF.
+  const values = demoValues();
+  const sending = (async () => {
+    const toChild = new PickleWriter(child.stdin);
+    for (const value of values) toChild.send(value);
+    await toChild.close();
+  })();
+  const stoppedReading = sending.then(() => false, () => true); // its error is read below
+  const answers: unknown[] = [];
   try {
-    if (isPlainJson(value, maxDepth)) {
-      text = `{"pickle":1,"json":${JSON.stringify(value)}}`;
-    } else {
-      const shared = new Set<object>();
-      let node = new Encoder(maxDepth, null, shared).run(value);
-      if (shared.size > 0) {
-        node = new Encoder(maxDepth, shared, shared).run(value);
-      }
-      text = `{"pickle":1,"value":${JSON.stringify(node)}}`;
-    }
+    for await (const answer of readPickles(child.stdout)) answers.push(answer);
   } catch (error) {
-    if (error instanceof PickleError) throw error;
-    // A getter or reduce() threw, or the text would be longer than a string can be.
-    throw new PickleError(`cannot pickle: ${(error as Error)?.message}`);
+    if (!(error instanceof PickleError)) throw error;
+    console.error(`error: the child's answer: ${error.message}`);
+    return 1;
   }
-  // JSON allows raw U+2028/U+2029 in strings; escaping them keeps every line splitter happy.
-  if (text.includes("\u2028") || text.includes("\u2029")) {
-    text = text.replace(/\u2028/g, "\\u2028").replace(/\u2029/g, "\\u2029");
+  // Only after EOF ask how the child ended: a child that stopped reading early (it crashed, or
+  // closed its stdin) broke the pipe under our writes (BrokenPipe) or left values unanswered.
+  const status = await child.status;
+  if (!status.success) {
+    console.error(`error: the child failed (${status.signal ?? `exit code ${status.code}`})`);
+    return 1;
   }
-  return text;
+  if (await stoppedReading || answers.length !== values.length) {
+    console.error(`error: the child stopped reading; it answered ${answers.length} values`);
+    return 1;
+  }
+  // console.log ignores a closed stdout (`... | head -3`): the parent then ends quietly.
+  console.log(`parent ${Deno.pid} sent child ${child.pid} these lines, a pickle each:`);
+  for (const value of values) console.log(`  ${dumps(value)}`);
+  console.log(`${"what came back (the child moved the point)".padEnd(48)} | a JSON round trip`);
+  answers.forEach((back, i) => console.log(`  ${show(back).padEnd(46)} | ${viaJson(values[i])}`));
+  return 0;
 }
 
-// Reused by isPlainJson, since most calls are small; a getter calling dumps gets fresh ones.
-let spare: { seen: Set<object>; stack: object[]; depths: number[] } | null = {
-  seen: new Set(),
-  stack: [],
-  depths: [],
-};
-
-/**
- * True when JSON.stringify would write the value exactly: only plain objects (no "$" key),
- * dense arrays without extra properties, strings, booleans, null and finite numbers other
- * than -0, with no object met twice and no deeper than maxDepth.
- */
-function isPlainJson(root: unknown, maxDepth: number): boolean {
-  if (typeof root !== "object" || root === null) return isPlainPrimitive(root);
-  // The most common message, one plain object of primitives, needs no bookkeeping.
-  if (Object.getPrototypeOf(root) === Object.prototype && maxDepth >= 1) {
-    let flat = true;
-    for (const key in root) {
-      if (key === "$") return false;
-      const item = (root as Record<string, unknown>)[key];
-      if (typeof item === "object" && item !== null) flat = false;
-      else if (!isPlainPrimitive(item)) return false;
-    }
-    if (flat) return true;
-  }
-  const work = spare ?? { seen: new Set(), stack: [], depths: [] };
-  spare = null;
-  const { seen, stack, depths } = work;
-  stack.push(root);
-  depths.push(1);
-  try {
-    while (stack.length > 0) {
-      const value = stack.pop()!;
-      const depth = depths.pop()!;
-      if (depth > maxDepth || seen.has(value)) return false;
-      seen.add(value);
-      const prototype = Object.getPrototypeOf(value);
-      if (prototype === Object.prototype) {
-        for (const key in value) {
-          // (for-in also lists keys someone added to Object.prototype; JSON.stringify skips
-          // them, so checking their values too is only stricter.)
-          if (key === "$") return false;
-          const item = (value as Record<string, unknown>)[key];
-          if (typeof item === "object" && item !== null) {
-            stack.push(item);
-            depths.push(depth + 1);
-          } else if (!isPlainPrimitive(item)) return false;
-        }
-      } else if (prototype === Array.prototype) {
-        const array = value as unknown[];
-        if (!Array.isArray(array)) return false;
-        for (let i = 0; i < array.length; i++) {
-          const item = array[i];
-          if (typeof item === "object" && item !== null) {
-            stack.push(item);
-            depths.push(depth + 1);
-          } else if (!isPlainPrimitive(item)) return false; // a hole reads as undefined
-        }
-        // Extra properties (array.name = ...) would be lost; holes were caught above.
-        if (Object.keys(array).length !== array.length) {
-          return false;
-        }
-      } else return false;
-    }
-    return true;
-  } finally {
-    seen.clear();
-    stack.length = 0;
-    depths.length = 0;
-    spare = work;
-  }
-}
-
-function isPlainPrimitive(value: unknown): boolean {
-  switch (typeof value) {
-    case "string":
-    case "boolean":
-      return true;
-    case "number":
-      return Number.isFinite(value) && (value !== 0 || 1 / value > 0);
-    default:
-      return value === null;
-  }
-}
-
-const PENDING = Symbol("pending"); // "a frame was pushed; its value arrives when it finishes"
-
-// How a frame's encoded items are stored. Array and Object: in a copy of the source made on
-// the first item that changes (copy on write). The others fill a node built beforehand.
-const Fill = {
-  Array: 0,
-  Object: 1,
-  List: 2, // node.v[i]: a Set's values
-  Pairs: 3, // node.v[i >> 1][i & 1]: a Map's entries
-  Dict: 4, // node.v[names[i]]: own properties (null-prototype objects, sparse arrays, classes)
-  Error: 5, // node[names[i]] for the first `hidden` names, then node.v[names[i]]
-  State: 6, // node.state: a reduce()d class instance
-} as const;
-type Fill = typeof Fill[keyof typeof Fill];
-
-class EncodeFrame {
-  index = 0;
-  current: unknown = undefined; // the source item at index - 1, as read
-  constructor(
-    public fill: Fill,
-    public source: unknown[] | Record<string, unknown>,
-    public names: string[] | null, // the keys walked (Object, Dict, Error)
-    public length: number,
-    public out: unknown, // Array/Object: the copy (or the source); others: the node
-    public id: number | undefined, // Array/Object: wrap in a node with this id when done
-    public wrap: boolean, // Object: wrap (a "$" key, or an id)
-    public hidden = 0, // Error: how many names are fields of the node
-    public instance: object | null = null, // State: the instance being reduced
-  ) {}
-}
-
-/** `$.users[3].onClick`: the path of the value being encoded, from the frames. */
-function encodePath(stack: EncodeFrame[]): string {
-  const steps = stack.map((frame) => {
-    const index = frame.index - 1;
-    switch (frame.fill) {
-      case Fill.Array:
-        return `[${index}]`;
-      case Fill.List:
-        return `.values()[${index}]`;
-      case Fill.Pairs:
-        return `.entries()[${index >> 1}][${index & 1}]`;
-      case Fill.State:
-        return "<reduce>";
-      default:
-        return keyStep(frame.names![index]);
-    }
-  });
-  if (steps.length > 40) {
-    steps.splice(10, steps.length - 20, `...(${steps.length - 20} more)...`);
-  }
-  return "$" + steps.join("");
-}
-
-const keyStep = (key: string) =>
-  /^[A-Za-z_$][\w$]*$/.test(key) ? `.${key}` : `[${JSON.stringify(key)}]`;
-
-/** What a value that cannot be stored is called in an error message. */
-function describe(value: object): string {
-  const prototype = Object.getPrototypeOf(value);
-  const name = prototype?.constructor?.name;
-  if (typeof name !== "string" || name === "") {
-    return "this object cannot be pickled";
-  }
-  const builtin = (globalThis as Record<string, unknown>)[name];
-  if (typeof builtin === "function" && builtin.prototype === prototype) {
-    return `a ${name} cannot be pickled`;
-  }
-  return `an instance of class ${name} cannot be pickled: register(${name}) first`;
-}
-
-function setData(target: object, key: string, value: unknown): void {
-  // `target.__proto__ = x` would change the prototype; defining it keeps it a plain key.
-  if (key === "__proto__") {
-    Object.defineProperty(target, key, {
-      value,
-      writable: true,
-      enumerable: true,
-      configurable: true,
-    });
-  } else (target as Record<string, unknown>)[key] = value;
-}
-
-/** A tag node: `{"$": tag, "id": id}` (id only when the object is shared), then its fields. */
-function tagged(tag: string, id: number | undefined): Record<string, unknown> {
-  return id === undefined ? { $: tag } : { $: tag, id };
-}
-
-/** True when an array has no holes (a hole reads as undefined but is not `in` the array). */
-function isDense(array: unknown[]): boolean {
-  for (let i = 0; i < array.length; i++) {
-    if (array[i] === undefined && !(i in array)) return false;
-  }
-  return true;
-}
-
-/**
- * One walk. `shared` null: the first walk, which adds to `found` the objects it meets more than
- * once (its result is then thrown away). `shared` given: the second walk, giving them ids.
- */
-class Encoder {
-  stack: EncodeFrame[] = [];
-  seen = new Set<object>(); // first walk: every object met so far
-  ids = new Map<object, number>(); // second walk: the ids given so far
-  reducing = new Set<object>(); // instances whose reduce()d state is being walked
-  flatKey: string | null = null; // the key objectInline is encoding, for error paths
-
-  constructor(
-    readonly maxDepth: number,
-    readonly shared: Set<object> | null,
-    readonly found: Set<object>,
-  ) {}
-
-  fail(message: string): never {
-    const last = this.flatKey === null ? "" : keyStep(this.flatKey);
-    throw new PickleError(`${encodePath(this.stack)}${last}: ${message}`);
-  }
-
-  run(root: unknown): unknown {
-    const stack = this.stack;
-    let result = this.value(root);
-    while (result === PENDING) {
-      const frame = stack[stack.length - 1];
-      if (frame.index < frame.length) {
-        const index = frame.index++;
-        const item = frame.fill === Fill.Object
-          ? (frame.source as Record<string, unknown>)[frame.names![index]]
-          : (frame.source as unknown[])[index];
-        frame.current = item;
-        const encoded = this.value(item);
-        if (encoded !== PENDING) this.put(frame, encoded);
-        continue;
-      }
-      stack.pop();
-      const encoded = this.finish(frame);
-      if (stack.length === 0) result = encoded;
-      else this.put(stack[stack.length - 1], encoded);
-    }
-    return result;
-  }
-
-  value(value: unknown): unknown {
-    switch (typeof value) {
-      case "string":
-      case "boolean":
-        return value;
-      case "number":
-        // JSON has no NaN, Infinity or -0 (JSON.stringify writes null, null and 0).
-        if (Number.isFinite(value) && (value !== 0 || 1 / value > 0)) {
-          return value;
-        }
-        return { $: Object.is(value, -0) ? "-0" : String(value) };
-      case "undefined":
-        return undefinedNode;
-      case "bigint":
-        // In hexadecimal ("0x1f", "-0x1f"): V8 reads and writes it in linear time, decimal not.
-        return {
-          $: "BigInt",
-          v: value < 0n ? `-0x${(-value).toString(16)}` : `0x${value.toString(16)}`,
-        };
-      case "object":
-        return value === null ? null : this.object(value);
-      case "function":
-        return this.fail("a function cannot be pickled");
-      default:
-        return this.fail(`a ${typeof value} cannot be pickled`);
-    }
-  }
-
-  push(frame: EncodeFrame): symbol {
-    if (this.stack.length >= this.maxDepth) {
-      this.fail(`nested deeper than maxDepth (${this.maxDepth})`);
-    }
-    this.stack.push(frame);
-    return PENDING;
-  }
-
-  /** A frame that encodes own enumerable properties into `node.v`. */
-  dict(node: Record<string, unknown>, value: object): symbol {
-    const names = Object.keys(value);
-    const dict = {};
-    node.v = dict;
-    return this.push(
-      new EncodeFrame(
-        Fill.Dict,
-        valuesOf(value, names),
-        names,
-        names.length,
-        node,
-        undefined,
-        false,
-      ),
-    );
-  }
-
-  object(value: object): unknown {
-    let id: number | undefined;
-    if (this.shared === null) {
-      if (this.seen.has(value)) {
-        this.found.add(value);
-        return null; // a placeholder: this walk's result is thrown away
-      }
-      this.seen.add(value);
-    } else if (this.shared.has(value)) {
-      const known = this.ids.get(value);
-      if (known !== undefined) {
-        if (this.reducing.has(value)) {
-          this.fail(
-            "a cycle back into an object being reduce()d cannot be restored",
-          );
-        }
-        return { $: "ref", id: known };
-      }
-      id = this.ids.size;
-      this.ids.set(value, id);
-    }
-
-    const prototype = Object.getPrototypeOf(value);
-    if (prototype === Object.prototype) {
-      const names = Object.keys(value);
-      // A plain object with a "$" key would read as a tag: wrap it, as a shared one is.
-      const wrap = id !== undefined || Object.hasOwn(value, "$");
-      if (this.flatKey === null) {
-        return this.objectInline(value as Record<string, unknown>, names, id, wrap);
-      }
-      return this.push(
-        new EncodeFrame(
-          Fill.Object,
-          value as Record<string, unknown>,
-          names,
-          names.length,
-          value,
-          id,
-          wrap,
-        ),
-      );
-    }
-    if (Array.isArray(value) && prototype === Array.prototype) {
-      // Holes and extra properties: JSON would lose them, so such an array is a dict.
-      if (!isDense(value) || Object.keys(value).length !== value.length) {
-        const node = tagged("Array", id);
-        node.length = value.length;
-        return this.dict(node, value);
-      }
-      if (id === undefined && value.every(isPlainPrimitive)) return value; // no frame needed
-      return this.push(
-        new EncodeFrame(
-          Fill.Array,
-          value,
-          null,
-          value.length,
-          value,
-          id,
-          id !== undefined,
-        ),
-      );
-    }
-    if (prototype === null) {
-      const node = tagged("Object", id);
-      node.proto = null;
-      return this.dict(node, value);
-    }
-    if (prototype === Date.prototype) {
-      // Milliseconds since 1970-01-01 UTC: exact, and 50 times faster than toISOString.
-      const time = (value as Date).getTime();
-      const v = Number.isNaN(time) ? null : time;
-      return id === undefined ? { $: "Date", v } : { $: "Date", id, v };
-    }
-    if (prototype === Map.prototype) {
-      const map = value as Map<unknown, unknown>;
-      const pairs: unknown[][] = [];
-      for (const entry of map) pairs.push(entry); // a fresh [key, value] each: 3x faster than [...map]
-      const node = id === undefined ? { $: "Map", v: pairs } : { $: "Map", id, v: pairs };
-      let plain = true; // only JSON primitives: the pairs are the node, no frame needed
-      for (let i = 0; i < pairs.length && plain; i++) {
-        plain = isPlainPrimitive(pairs[i][0]) && isPlainPrimitive(pairs[i][1]);
-      }
-      if (plain) return node;
-      const items = pairs.flat(); // encoded into the pairs, which the frame fills in
-      return this.push(
-        new EncodeFrame(
-          Fill.Pairs,
-          items,
-          null,
-          items.length,
-          node,
-          undefined,
-          false,
-        ),
-      );
-    }
-    if (prototype === Set.prototype) {
-      const items = [...(value as Set<unknown>)];
-      if (id === undefined && items.every(isPlainPrimitive)) return { $: "Set", v: items };
-      const node = tagged("Set", id);
-      node.v = new Array(items.length);
-      return this.push(
-        new EncodeFrame(
-          Fill.List,
-          items,
-          null,
-          items.length,
-          node,
-          undefined,
-          false,
-        ),
-      );
-    }
-    if (prototype === RegExp.prototype) {
-      const regexp = value as RegExp;
-      const node = tagged("RegExp", id);
-      node.source = regexp.source;
-      node.flags = regexp.flags;
-      const lastIndex = regexp.lastIndex; // may be set to anything; a finite number is kept
-      if (
-        typeof lastIndex === "number" && Number.isFinite(lastIndex) &&
-        lastIndex !== 0
-      ) {
-        node.lastIndex = lastIndex;
-      }
-      return node;
-    }
-    if (prototype === ArrayBuffer.prototype) {
-      const buffer = value as ArrayBuffer;
-      if (buffer.detached) {
-        this.fail("a detached ArrayBuffer cannot be pickled");
-      }
-      const node = tagged("ArrayBuffer", id);
-      node.v = new Uint8Array(buffer).toBase64();
-      if (buffer.resizable) node.maxByteLength = buffer.maxByteLength;
-      return node;
-    }
-    const typedName = typedArrayNames.get(prototype);
-    if (typedName !== undefined || prototype === DataView.prototype) {
-      // The buffer is a node of its own, so views of one buffer share it after loads.
-      const view = value as DataView | Uint8Array;
-      if (!(view.buffer instanceof ArrayBuffer)) {
-        this.fail("a view of a SharedArrayBuffer cannot be pickled");
-      }
-      const node = tagged(typedName ?? "DataView", id);
-      node.buffer = this.object(view.buffer);
-      node.byteOffset = view.byteOffset;
-      if (typedName) node.length = (view as Uint8Array).length;
-      else node.byteLength = view.byteLength;
-      return node;
-    }
-    const errorName = errorNames.get(prototype);
-    if (errorName !== undefined) {
-      // message, stack, cause and errors are own non-enumerable properties: each one present
-      // becomes a field of the node; other own enumerable properties (code...) go in "v".
-      const present: string[] = errorFields.filter((field) =>
-        Object.hasOwn(value, field) && !Object.prototype.propertyIsEnumerable.call(value, field)
-      );
-      const extra = Object.keys(value); // (error.cause = x makes an enumerable one: kept so)
-      const names = [...present, ...extra];
-      const node = tagged(errorName, id);
-      if (extra.length > 0) node.v = {};
-      return this.push(
-        new EncodeFrame(
-          Fill.Error,
-          valuesOf(value, names),
-          names,
-          names.length,
-          node,
-          undefined,
-          false,
-          present.length,
-        ),
-      );
-    }
-    if (prototype === URL.prototype) {
-      const node = tagged("URL", id);
-      node.v = (value as URL).href;
-      return node;
-    }
-    if (prototype === URLSearchParams.prototype) {
-      const node = tagged("URLSearchParams", id);
-      node.v = String(value);
-      return node;
-    }
-    const entry = classesByPrototype.get(prototype);
-    if (entry !== undefined) {
-      const node = tagged("class", id);
-      node.name = entry.name;
-      if (!entry.reduce) return this.dict(node, value);
-      const state = (entry.reduce as (instance: object) => unknown)(value);
-      this.reducing.add(value);
-      return this.push(
-        new EncodeFrame(
-          Fill.State,
-          [state],
-          null,
-          1,
-          node,
-          undefined,
-          false,
-          0,
-          value,
-        ),
-      );
-    }
-    return this.fail(describe(value));
-  }
-
-  /**
-   * A plain object encoded without a frame of its own, the common case of a record whose
-   * values are primitives, Dates, Maps and Sets of primitives... When a value needs a frame
-   * (it pushed one), this object's frame is slipped in under it and the walk goes on as usual.
-   * Only one level at a time (flatKey is set meanwhile), so this never recurses deeper.
-   */
-  objectInline(
-    value: Record<string, unknown>,
-    names: string[],
-    id: number | undefined,
-    wrap: boolean,
-  ): unknown {
-    let out = value;
-    for (let i = 0; i < names.length; i++) {
-      const item = value[names[i]];
-      const type = typeof item;
-      if (type === "string" || type === "boolean") continue; // stays as it is
-      this.flatKey = names[i];
-      const encoded = this.value(item);
-      this.flatKey = null;
-      if (encoded === PENDING) {
-        const frame = new EncodeFrame(Fill.Object, value, names, names.length, out, id, wrap);
-        frame.index = i + 1;
-        frame.current = item;
-        this.stack.splice(this.stack.length - 1, 0, frame);
-        if (this.stack.length > this.maxDepth) {
-          this.fail(`nested deeper than maxDepth (${this.maxDepth})`);
-        }
-        return PENDING;
-      }
-      if (encoded !== item) {
-        if (out === value) out = { ...value };
-        setData(out, names[i], encoded);
-      }
-    }
-    if (!wrap) return out;
-    const node = tagged("Object", id);
-    node.v = out;
-    return node;
-  }
-
-  /** Stores an encoded item in the frame that asked for it. */
-  put(frame: EncodeFrame, encoded: unknown): void {
-    const index = frame.index - 1;
-    const node = frame.out as Record<string, unknown>;
-    switch (frame.fill) {
-      case Fill.Array:
-      case Fill.Object:
-        if (encoded === frame.current) return; // unchanged: no copy needed
-        if (frame.out === frame.source) {
-          frame.out = frame.fill === Fill.Array
-            ? (frame.source as unknown[]).slice()
-            : { ...frame.source };
-        }
-        if (frame.fill === Fill.Array) {
-          (frame.out as unknown[])[index] = encoded;
-        } else setData(frame.out as object, frame.names![index], encoded);
-        return;
-      case Fill.List:
-        (node.v as unknown[])[index] = encoded;
-        return;
-      case Fill.Pairs:
-        (node.v as unknown[][])[index >> 1][index & 1] = encoded;
-        return;
-      case Fill.Dict:
-        setData(node.v as object, frame.names![index], encoded);
-        return;
-      case Fill.Error:
-        if (index < frame.hidden) node[frame.names![index]] = encoded;
-        else setData(node.v as object, frame.names![index], encoded);
-        return;
-      default:
-        node.state = encoded;
-    }
-  }
-
-  finish(frame: EncodeFrame): unknown {
-    if (frame.instance) this.reducing.delete(frame.instance);
-    if (!frame.wrap) return frame.out;
-    const node = tagged(
-      frame.fill === Fill.Array ? "Array" : "Object",
-      frame.id,
-    );
-    node.v = frame.out;
-    return node;
-  }
-}
-
-function valuesOf(value: object, names: string[]): unknown[] {
-  return names.map((name) => (value as Record<string, unknown>)[name]);
-}
-
-// ---------------------------------------------------------------------------------------------
-// loads: JSON.parse (native, iterative, never runs code), then one iterative walk that rebuilds
-// tagged nodes in place. Plain objects and arrays from JSON.parse are kept and only the slots
-// holding a tag are replaced. Every constructor comes from the tables above or the registry,
-// and a key is written with defineProperty when it is "__proto__", so no prototype can change.
-
-const Revive = {
-  Array: 0, // a parsed array, fixed up in place
-  Object: 1, // a parsed plain object, fixed up in place
-  Map: 2, // source: [key, value, key, value...] nodes
-  Set: 3,
-  Entries: 4, // source: nodes for `names`, defined on `target` (the first `hidden` ones hidden)
-  Assign: 5, // source: nodes for `names`, set on `target`, an array or a null-prototype object
-  Custom: 6, // source: [state]; restore(state) when it is rebuilt
-} as const;
-type Revive = typeof Revive[keyof typeof Revive];
-
-interface ReviveFrame {
-  kind: Revive;
-  source: unknown[] | Record<string, unknown>;
-  keys: string[] | null;
-  index: number;
-  length: number;
-  target: unknown;
-  names: string[] | null;
-  hidden: number;
-  pendingKey: unknown;
-  entry: ClassEntry | null;
-  id: unknown;
-}
-
-const DEFAULT_LIMITS: Required<LoadsOptions> = {
-  maxDepth: 10_000,
-  maxLength: 64 * 1024 * 1024,
-  maxBufferBytes: 64 * 1024 * 1024,
-};
-
-/** The options with their defaults (an option given as undefined gets its default too). */
-function limitsOf(options: LoadsOptions | undefined): Required<LoadsOptions> {
-  return {
-    maxDepth: options?.maxDepth ?? DEFAULT_LIMITS.maxDepth,
-    maxLength: options?.maxLength ?? DEFAULT_LIMITS.maxLength,
-    maxBufferBytes: options?.maxBufferBytes ?? DEFAULT_LIMITS.maxBufferBytes,
-  };
-}
-
-/**
- * Rebuilds a value from pickle text. Safe on any input: it runs no code from the data (only the
- * constructors of built-in types and `restore` of registered classes), changes no prototype,
- * and throws only PickleError, with a message, on malformed, hostile or too large input.
- */
-export function loads(text: string, options?: LoadsOptions): unknown {
-  try {
-    return loadsText(text, options);
-  } catch (error) {
-    if (error instanceof PickleError) throw error;
-    // A constructor refused its argument (new URL("x"), new Uint8Array(buffer, 3)...).
-    throw new PickleError(`malformed pickle: ${oneLine((error as Error)?.message)}`);
-  }
-}
-
-const JSON_PREFIX = '{"pickle":1,"json":';
-const VALUE_PREFIX = '{"pickle":1,"value":';
-
-function loadsText(text: string, options: LoadsOptions | undefined): unknown {
-  if (typeof text !== "string") throw new PickleError("a pickle is a string");
-  const maxLength = options?.maxLength ?? DEFAULT_LIMITS.maxLength;
-  if (text.length > maxLength) {
-    throw new PickleError(`pickle longer than maxLength (${maxLength})`);
-  }
-  // The envelope as dumps writes it: parse only the body (a JSON text too, when the whole is).
-  // It saves building the envelope object, a good part of the cost of a small message.
-  if (text.endsWith("}")) {
-    if (text.startsWith(JSON_PREFIX)) {
-      return parseBody(text.slice(JSON_PREFIX.length, -1));
-    }
-    if (text.startsWith(VALUE_PREFIX)) {
-      const body = parseBody(text.slice(VALUE_PREFIX.length, -1));
-      return revive(body, limitsOf(options));
-    }
-  }
-  // Any other spelling of the envelope (spaces, key order, a newer version): the long way.
-  let top: Record<string, unknown>;
-  try {
-    top = JSON.parse(text);
-  } catch (error) {
-    throw new PickleError(`not a pickle: ${oneLine((error as Error).message)}`);
-  }
-  if (
-    typeof top !== "object" || top === null || top.pickle !== PICKLE_VERSION
-  ) {
-    const version = top?.pickle;
-    throw new PickleError(
-      Number.isInteger(version) && (version as number) > PICKLE_VERSION
-        ? `pickle version ${version} is newer than this reader (version ${PICKLE_VERSION})`
-        : 'not a pickle: no {"pickle": 1, ...} envelope',
-    );
-  }
-  const body = Object.hasOwn(top, "json") ? "json" : "value";
-  if (
-    Array.isArray(top) || !Object.hasOwn(top, "pickle") ||
-    !Object.hasOwn(top, body) || Object.keys(top).length !== 2
-  ) {
-    throw new PickleError(
-      'not a pickle: expected {"pickle": 1, "json" or "value": ...}',
-    );
-  }
-  // "json": stored as itself. JSON.parse is iterative in V8 (any depth is safe for loads) and
-  // nothing in it is rebuilt, so it is returned as parsed.
-  if (body === "json") return top.json;
-  return revive(top.value, limitsOf(options));
-}
-
-function parseBody(body: string): unknown {
-  try {
-    return JSON.parse(body);
-  } catch (error) {
-    throw new PickleError(`not a pickle: ${oneLine((error as Error).message)}`);
-  }
-}
-
-/** A message quoting the input (JSON.parse's does) may hold line breaks: keep it one line. */
-function oneLine(message: string): string {
-  return String(message).replace(/[\r\n\u2028\u2029]+/g, " ").slice(0, 300);
-}
-
-const isHexDigit = (code: number): boolean =>
-  (code >= 48 && code <= 57) || (code >= 97 && code <= 102) || (code >= 65 && code <= 70);
-
-// A resizable ArrayBuffer counts as at least this many bytes against maxBufferBytes.
-const RESIZABLE_MIN_CHARGE = 1024 * 1024;
-
-// Errors. `new Error` costs microseconds in Deno whatever Error.stackTraceLimit says: Deno has
-// V8 record the 10 calling frames of every new error (for the report of an uncaught one), and
-// reading optimized frames is slow. structuredClone makes errors without recording frames, so
-// loads takes fresh ones from clones, a batch at a time, of blank errors made once. They are
-// real errors (Error.isError is true); the stored message and stack are then put on them.
-const ERROR_BATCH = 128;
-let blankErrors: Error[] | null = null;
-let spareErrors: Error[] = [];
-
-/**
- * A fresh error of the given type, with no message and, unless `withStack`, no own property (a
- * clone has an own "stack" accessor that gives undefined; it is left to be redefined over).
- */
-function blankError(Type: ErrorConstructorLike, withStack: boolean): Error {
-  if (spareErrors.length === 0) {
-    blankErrors ??= Array.from({ length: ERROR_BATCH }, () => {
-      const error = new Error();
-      delete (error as { stack?: string }).stack;
-      return error;
-    });
-    spareErrors = structuredClone(blankErrors);
-  }
-  const error = spareErrors.pop()!;
-  if (!withStack) delete (error as { stack?: string }).stack;
-  // The types differ only by prototype (and AggregateError by its own "errors", stored).
-  if (Type !== Error) Object.setPrototypeOf(error, Type.prototype);
-  return error;
-}
-
-const isObject = (value: unknown) => typeof value === "object" && value !== null;
-
-// One descriptor for every non-enumerable field defined (its value is set before each use).
-const hiddenField: PropertyDescriptor = {
-  value: undefined,
-  writable: true,
-  enumerable: false,
-  configurable: true,
-};
-
-const isIndex = (value: unknown, max = 2 ** 32 - 1): value is number =>
-  Number.isSafeInteger(value) && (value as number) >= 0 &&
-  (value as number) <= max;
-
-function revive(root: unknown, limits: Required<LoadsOptions>): unknown {
-  const stack: ReviveFrame[] = [];
-  const ids = new Map<number, unknown>();
-
-  const fail = (message: string): never => {
-    const steps = stack.map((frame) => {
-      const index = frame.index - 1;
-      switch (frame.kind) {
-        case Revive.Array:
-          return `[${index}]`;
-        case Revive.Object:
-          return `[${JSON.stringify(frame.keys![index])}]`;
-        case Revive.Map:
-          return `.entries()[${index >> 1}][${index & 1}]`;
-        case Revive.Set:
-          return `.values()[${index}]`;
-        case Revive.Entries:
-        case Revive.Assign:
-          return `[${JSON.stringify(frame.names![index])}]`;
-        default:
-          return "<state>";
-      }
-    });
-    if (inlineKey !== null) steps.push(`[${JSON.stringify(inlineKey)}]`);
-    if (steps.length > 40) {
-      steps.splice(10, steps.length - 20, `...(${steps.length - 20} more)...`);
-    }
-    throw new PickleError(`at $${steps.join("")}: ${message}`);
-  };
-  let inlineKey: string | null = null; // the key objectInline is rebuilding, for error paths
-
-  const push = (
-    kind: Revive,
-    source: unknown[] | Record<string, unknown>,
-    target: unknown,
-    more?: Partial<ReviveFrame>,
-  ): symbol => {
-    if (stack.length >= limits.maxDepth) {
-      fail(`nested deeper than maxDepth (${limits.maxDepth})`);
-    }
-    const keys = kind === Revive.Object ? Object.keys(source) : null;
-    stack.push({
-      kind,
-      source,
-      keys,
-      index: 0,
-      length: keys ? keys.length : (source as unknown[]).length,
-      target,
-      names: more?.names ?? null,
-      hidden: more?.hidden ?? 0,
-      pendingKey: undefined,
-      entry: more?.entry ?? null,
-      id: more?.id,
-    });
-    return PENDING;
-  };
-
-  // An object node's "id": a whole number not seen before. Recorded before the node's
-  // contents are rebuilt, so a reference inside them (a cycle) finds it.
-  const define = (id: unknown, value: unknown): void => {
-    if (id === undefined) return;
-    if (!isIndex(id, Number.MAX_SAFE_INTEGER)) {
-      fail(`bad id ${JSON.stringify(id)}`);
-    }
-    if (ids.has(id as number)) fail(`id ${id} defined twice`);
-    ids.set(id as number, value);
-  };
-
-  const dictOf = (node: Record<string, unknown>, field: string) => {
-    const value = node[field];
-    if (typeof value !== "object" || value === null || Array.isArray(value)) {
-      fail(`"${field}" must be an object`);
-    }
-    return value as Record<string, unknown>;
-  };
-  const stringOf = (node: Record<string, unknown>, field: string): string => {
-    const value = node[field];
-    if (typeof value !== "string") fail(`"${field}" must be a string`);
-    return value as string;
-  };
-
-  let bufferBytes = 0; // of every ArrayBuffer so far, checked against maxBufferBytes
-  const chargeBuffer = (bytes: number): void => {
-    bufferBytes += bytes;
-    if (bufferBytes > limits.maxBufferBytes) {
-      fail(`ArrayBuffers larger than maxBufferBytes (${limits.maxBufferBytes}) in total`);
-    }
-  };
-
-  const entries = (
-    target: object,
-    id: unknown,
-    names: string[],
-    nodes: unknown[],
-    hidden = 0,
-    kind: Revive = Revive.Entries,
-  ): symbol => {
-    define(id, target);
-    return push(kind, nodes, target, { names, hidden });
-  };
-
-  const decodeBuffer = (node: unknown): ArrayBuffer => {
-    const tag = (node as Record<string, unknown> | null)?.$;
-    const buffer = tag === "ArrayBuffer" || tag === "ref"
-      ? decodeTag(node as Record<string, unknown>, tag)
-      : undefined;
-    if (!(buffer instanceof ArrayBuffer)) {
-      fail(`"buffer" must be an ArrayBuffer`);
-    }
-    return buffer as ArrayBuffer;
-  };
-
-  const decodeTag = (node: Record<string, unknown>, tag: unknown): unknown => {
-    const id = node.id;
-    switch (tag) {
-      case "undefined":
-        return undefined;
-      case "NaN":
-      case "Infinity":
-      case "-Infinity":
-      case "-0":
-        return specialNumbers.get(tag);
-      case "BigInt": {
-        // "0x1f" or "-0x1f". BigInt() reads hexadecimal digits in linear time (decimal ones in
-        // superlinear time) and refuses any other character, but allows blanks around them: the
-        // checks of the first and last characters refuse those.
-        const text = stringOf(node, "v");
-        const negative = text.startsWith("-");
-        const hex = negative ? text.slice(1) : text;
-        if (!hex.startsWith("0x") || !isHexDigit(hex.charCodeAt(hex.length - 1))) {
-          fail("bad BigInt");
-        }
-        let magnitude = 0n;
-        try {
-          magnitude = BigInt(hex);
-        } catch {
-          fail("bad BigInt");
-        }
-        return negative ? -magnitude : magnitude;
-      }
-      case "ref": {
-        if (!ids.has(id as number)) {
-          fail(`reference to an undefined id ${JSON.stringify(id)}`);
-        }
-        return ids.get(id as number);
-      }
-      case "Date": {
-        if (node.v !== null && typeof node.v !== "number") fail("bad Date");
-        const date = new Date(node.v === null ? NaN : node.v as number);
-        if (node.v !== null && Number.isNaN(date.getTime())) fail("bad Date");
-        define(id, date);
-        return date;
-      }
-      case "RegExp": {
-        const regexp = new RegExp(
-          stringOf(node, "source"),
-          stringOf(node, "flags"),
-        );
-        if (node.lastIndex !== undefined) {
-          if (typeof node.lastIndex !== "number") fail("bad lastIndex");
-          regexp.lastIndex = node.lastIndex as number;
-        }
-        define(id, regexp);
-        return regexp;
-      }
-      case "ArrayBuffer": {
-        const base64 = stringOf(node, "v");
-        const max = node.maxByteLength;
-        if (max !== undefined) {
-          if (!isIndex(max)) fail("bad maxByteLength");
-          chargeBuffer(Math.max(max as number, RESIZABLE_MIN_CHARGE));
-        }
-        const bytes = Uint8Array.fromBase64(base64);
-        if (max === undefined) chargeBuffer(bytes.length);
-        let buffer = bytes.buffer;
-        if (max !== undefined) {
-          if ((max as number) < bytes.length) fail("bad maxByteLength (less than the bytes)");
-          buffer = new ArrayBuffer(bytes.length, { maxByteLength: max as number });
-          new Uint8Array(buffer).set(bytes);
-        }
-        define(id, buffer);
-        return buffer;
-      }
-      case "DataView": {
-        const buffer = decodeBuffer(node.buffer);
-        if (!isIndex(node.byteOffset) || !isIndex(node.byteLength)) {
-          fail("bad DataView bounds");
-        }
-        const view = new DataView(
-          buffer,
-          node.byteOffset as number,
-          node.byteLength as number,
-        );
-        define(id, view);
-        return view;
-      }
-      case "URL": {
-        const url = URL.parse(stringOf(node, "v")); // null, not an exception, when invalid
-        if (url === null) fail("bad URL");
-        define(id, url);
-        return url;
-      }
-      case "URLSearchParams": {
-        const params = new URLSearchParams(stringOf(node, "v"));
-        define(id, params);
-        return params;
-      }
-      case "Object": {
-        const dict = dictOf(node, "v");
-        if (!Object.hasOwn(node, "proto")) {
-          define(id, dict); // rebuilt in place, like an untagged object
-          return push(Revive.Object, dict, dict);
-        }
-        if (node.proto !== null) fail('"proto" must be null');
-        const keys = Object.keys(dict);
-        const values = keys.map((key) => dict[key]);
-        return entries(Object.create(null), id, keys, values, 0, Revive.Assign);
-      }
-      case "Array": {
-        if (Array.isArray(node.v)) {
-          define(id, node.v);
-          return push(Revive.Array, node.v, node.v);
-        }
-        const dict = dictOf(node, "v");
-        if (!isIndex(node.length)) fail("bad Array length");
-        const keys = Object.keys(dict);
-        if (keys.includes("length")) {
-          fail('an Array\'s "length" is not a property');
-        }
-        const array = new Array(node.length as number);
-        return entries(array, id, keys, keys.map((key) => dict[key]), 0, Revive.Assign);
-      }
-      case "Map": {
-        const pairs = node.v;
-        if (!Array.isArray(pairs)) {
-          fail('"v" must be an array of [key, value] pairs');
-        }
-        let plain = true;
-        for (const pair of pairs as unknown[]) {
-          if (!Array.isArray(pair) || pair.length !== 2) {
-            fail("a Map entry must be [key, value]");
-          }
-          plain &&= allPrimitive(pair as unknown[]);
-        }
-        if (plain) {
-          const map = new Map(pairs as [unknown, unknown][]);
-          define(id, map);
-          return map;
-        }
-        const map = new Map();
-        define(id, map);
-        return push(Revive.Map, (pairs as unknown[]).flat(), map);
-      }
-      case "Set": {
-        if (!Array.isArray(node.v)) fail('"v" must be an array');
-        if (allPrimitive(node.v as unknown[])) {
-          const set = new Set(node.v as unknown[]);
-          define(id, set);
-          return set;
-        }
-        const set = new Set();
-        define(id, set);
-        return push(Revive.Set, node.v as unknown[], set);
-      }
-      case "class": {
-        const name = stringOf(node, "name");
-        const entry = classesByName.get(name);
-        if (entry === undefined) {
-          fail(`class ${JSON.stringify(name.slice(0, 100))} is not registered`);
-        }
-        if (entry!.restore) {
-          if (!Object.hasOwn(node, "state")) fail('"state" missing');
-          return push(Revive.Custom, [node.state], undefined, { entry, id });
-        }
-        const dict = dictOf(node, "v");
-        const keys = Object.keys(dict);
-        return entries(
-          Object.create(entry!.prototype),
-          id,
-          keys,
-          keys.map((key) => dict[key]),
-        );
-      }
-    }
-    const Type = errorTypes.get(tag as string);
-    if (Type !== undefined) {
-      const present = errorFields.filter((field) => Object.hasOwn(node, field));
-      const error = blankError(Type, present.includes("stack"));
-      // The usual error needs no frame: no extra property, and fields that are their own value
-      // (a message, a stack, "errors" as an array of primitives...).
-      const final = (item: unknown) =>
-        !isObject(item) || (Array.isArray(item) && allPrimitive(item));
-      if (node.v === undefined && present.every((field) => final(node[field]))) {
-        define(id, error);
-        for (const field of present) {
-          hiddenField.value = node[field];
-          Object.defineProperty(error, field, hiddenField);
-        }
-        hiddenField.value = undefined;
-        return error;
-      }
-      const extra = node.v === undefined ? {} : dictOf(node, "v");
-      const names = [...present, ...Object.keys(extra)];
-      const nodes = names.map((name, i) => i < present.length ? node[name] : extra[name]);
-      return entries(error, id, names, nodes, present.length);
-    }
-    const TypedArray = typedArrays.get(tag as string);
-    if (TypedArray !== undefined) {
-      const buffer = decodeBuffer(node.buffer);
-      if (!isIndex(node.byteOffset) || !isIndex(node.length)) {
-        fail("bad typed array bounds");
-      }
-      const view = new TypedArray(
-        buffer,
-        node.byteOffset as number,
-        node.length as number,
-      );
-      define(id, view);
-      return view;
-    }
-    return fail(`unknown tag ${JSON.stringify(tag)?.slice(0, 100)}`);
-  };
-
-  // A node: a JSON primitive is itself; an array or object holding only primitives is
-  // itself too (no frame needed); one holding objects gets a frame; an object with "$" is a tag.
-  const decodeNode = (node: unknown): unknown => {
-    if (typeof node !== "object" || node === null) return node;
-    if (Array.isArray(node)) {
-      for (let i = 0; i < node.length; i++) {
-        const item = node[i];
-        if (typeof item === "object" && item !== null) {
-          return push(Revive.Array, node, node);
-        }
-      }
-      return node;
-    }
-    const tag = (node as Record<string, unknown>).$;
-    if (tag !== undefined) {
-      return decodeTag(node as Record<string, unknown>, tag);
-    }
-    if (inlineKey !== null) return push(Revive.Object, node as Record<string, unknown>, node);
-    return objectInline(node as Record<string, unknown>);
-  };
-
-  // A plain object rebuilt without a frame of its own (a record of primitives, Dates, Maps...).
-  // When a value needs a frame (it pushed one), this object's frame is slipped in under it and
-  // the walk goes on as usual. One level at a time (inlineKey is set meanwhile): no recursion.
-  const objectInline = (node: Record<string, unknown>): unknown => {
-    const keys = Object.keys(node);
-    for (let i = 0; i < keys.length; i++) {
-      const item = node[keys[i]];
-      if (typeof item !== "object" || item === null) continue;
-      inlineKey = keys[i];
-      const value = decodeNode(item);
-      inlineKey = null;
-      if (value === PENDING) {
-        const frame = stack.pop()!;
-        push(Revive.Object, node, node);
-        stack[stack.length - 1].index = i + 1;
-        stack.push(frame);
-        return PENDING;
-      }
-      if (value !== item) setData(node, keys[i], value);
-    }
-    return node;
-  };
-
-  // Every item a primitive: a Map or Set is built in one step, without a frame.
-  const allPrimitive = (items: unknown[]): boolean => {
-    for (let i = 0; i < items.length; i++) {
-      if (typeof items[i] === "object" && items[i] !== null) return false;
-    }
-    return true;
-  };
-
-  // Delivers a rebuilt value to the frame whose item it is.
-  const put = (frame: ReviveFrame, value: unknown): void => {
-    const index = frame.index - 1;
-    switch (frame.kind) {
-      case Revive.Array:
-        if ((frame.source as unknown[])[index] !== value) {
-          (frame.source as unknown[])[index] = value;
-        }
-        return;
-      case Revive.Object: {
-        const key = frame.keys![index];
-        if ((frame.source as Record<string, unknown>)[key] !== value) {
-          setData(frame.source, key, value);
-        }
-        return;
-      }
-      case Revive.Map:
-        if ((index & 1) === 0) frame.pendingKey = value;
-        else {(frame.target as Map<unknown, unknown>).set(
-            frame.pendingKey,
-            value,
-          );}
-        return;
-      case Revive.Set:
-        (frame.target as Set<unknown>).add(value);
-        return;
-      // Assigning is 3 times faster than defining, and meets no setter here: a null-prototype
-      // object inherits none, an array only __proto__'s, which setData does not call.
-      case Revive.Assign:
-        setData(frame.target as object, frame.names![index], value);
-        return;
-      case Revive.Entries:
-        Object.defineProperty(frame.target, frame.names![index], {
-          value,
-          writable: true,
-          enumerable: index >= frame.hidden,
-          configurable: true,
-        });
-        return;
-      default:
-        frame.target = value;
-    }
-  };
-
-  const finish = (frame: ReviveFrame): unknown => {
-    if (frame.kind !== Revive.Custom) return frame.target;
-    let value: unknown;
-    try {
-      value = frame.entry!.restore!(frame.target);
-    } catch (error) {
-      fail(
-        `restore of class ${frame.entry!.name} failed: ${oneLine((error as Error)?.message)}`,
-      );
-    }
-    define(frame.id, value);
-    return value;
-  };
-
-  let result = decodeNode(root);
-  while (result === PENDING) {
-    const frame = stack[stack.length - 1];
-    if (frame.index < frame.length) {
-      const node = frame.keys === null
-        ? (frame.source as unknown[])[frame.index]
-        : (frame.source as Record<string, unknown>)[frame.keys[frame.index]];
-      frame.index++;
-      // JSON primitives stand for themselves; in place, they are already where they belong.
-      if (typeof node !== "object" || node === null) {
-        if (frame.kind > Revive.Object) put(frame, node);
-        continue;
-      }
-      const value = decodeNode(node);
-      if (value !== PENDING) put(frame, value);
-      continue;
-    }
-    stack.pop();
-    const value = finish(frame);
-    if (stack.length === 0) result = value;
-    else put(stack[stack.length - 1], value);
-  }
-  return result;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Streams: one pickle per line. Framing by "\n" is safe because a pickle never holds a raw
-// newline: JSON escapes control characters in strings and dumps writes no whitespace. It also
-// escapes U+2028 and U+2029 (which JSON may leave raw, and which some line splitters, such as
-// Python's str.splitlines, treat as line ends), and JSON.stringify escapes lone surrogates, so
-// the UTF-8 bytes are valid and a reader in any language can split on the byte 0x0A.
-
-const encoder = new TextEncoder();
-
-/**
- * Writes values to a byte stream (a child's stdin, Deno.stdout.writable...) as pickles, one per
- * line. `send` encodes at once (a value that cannot be pickled throws there, with its path) and
- * queues the line; lines queued while a write is in flight go out together in the next write,
- * so a burst of small values costs few writes. Errors of the stream (the reader has gone:
- * BrokenPipe) are thrown by the next `send`, `flush` or `close`.
- */
-export class PickleWriter {
-  #writer: WritableStreamDefaultWriter<Uint8Array>;
-  #queue: string[] = [];
-  #writing: Promise<void> | null = null;
-  #error: unknown = null;
-  #options?: DumpsOptions;
-
-  constructor(stream: WritableStream<Uint8Array>, options?: DumpsOptions) {
-    this.#writer = stream.getWriter();
-    this.#options = options;
-  }
-
-  /** Pickles a value and queues its line for writing. */
-  send(value: unknown): void {
-    if (this.#error !== null) throw this.#error;
-    this.#queue.push(dumps(value, this.#options) + "\n");
-    this.#writing ??= this.#drain();
-  }
-
-  async #drain(): Promise<void> {
-    try {
-      while (this.#queue.length > 0) {
-        const chunk = this.#queue.join("");
-        this.#queue.length = 0;
-        await this.#writer.write(encoder.encode(chunk));
-      }
-    } catch (error) {
-      this.#error = error;
-      this.#queue.length = 0;
-    } finally {
-      this.#writing = null;
-    }
-  }
-
-  /** Waits until every queued line has been handed to the stream. */
-  async flush(): Promise<void> {
-    while (this.#writing !== null) await this.#writing;
-    if (this.#error !== null) throw this.#error;
-  }
-
-  /** Flushes, then closes the stream: the reader sees EOF after the last value. */
-  async close(): Promise<void> {
-    await this.flush();
-    await this.#writer.close();
-  }
-}
-
-/**
- * Reads pickles from a byte stream, one per line, as an async iterable of values. Lines may
- * arrive cut anywhere (a pipe delivers what the writer's writes and the kernel buffer make of
- * them), and may be long. Throws a PickleError for a malformed line, a line longer than
- * `maxLength`, or a stream that ends in the middle of a line. Leaving the loop early cancels
- * the stream.
- */
-export async function* readPickles(
-  stream: ReadableStream<Uint8Array>,
-  options?: LoadsOptions,
-): AsyncGenerator<unknown> {
-  const maxLength = options?.maxLength ?? DEFAULT_LIMITS.maxLength;
-  const decoder = new TextDecoder("utf-8", { fatal: true }); // keeps split UTF-8 intact
-  const reader = stream.getReader();
-  let partial: string[] = []; // the start of a line whose "\n" has not arrived yet
-  let partialLength = 0;
-  let done = false;
-  try {
-    while (true) {
-      const chunk = await reader.read();
-      let text: string;
-      try {
-        text = chunk.done ? decoder.decode() : decoder.decode(chunk.value, { stream: true });
-      } catch {
-        throw new PickleError("the stream is not valid UTF-8");
-      }
-      let start = 0;
-      for (let end = text.indexOf("\n"); end >= 0; end = text.indexOf("\n", start)) {
-        let line = text.slice(start, end);
-        start = end + 1;
-        if (partial.length > 0) {
-          partial.push(line);
-          line = partial.join("");
-          partial = [];
-          partialLength = 0;
-        }
-        if (line !== "") yield loads(line, options);
-      }
-      if (start < text.length) {
-        partial.push(text.slice(start));
-        partialLength += text.length - start;
-        if (partialLength > maxLength) {
-          throw new PickleError(`a line is longer than maxLength (${maxLength})`);
-        }
-      }
-      if (chunk.done) break;
-    }
-    done = true;
-    if (partialLength > 0) {
-      throw new PickleError("the stream ended in the middle of a pickle (no final newline)");
-    }
-  } finally {
-    if (done) reader.releaseLock();
-    else await reader.cancel().catch(() => {});
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
-// The demo. Both processes run this file, so both register the same class under one name: a
-// pickle names a class, it does not carry its code (Python's pickle works the same way).
-
-/** The demo's registered class: its method must work on the copy that comes back. */
+// A pickle names a class; it does not carry the class's code (nor does Python's: PyMOTW's
+// pickle_stream warns that the reader needs the class). So both sides register Point under one
+// name: the parent to write it, the child to rebuild it. Both run this file, so this `register`
+// runs on both sides; a reader without it refuses the line (`unknown class`).
+
+/** A class whose instances travel as Points: the child calls a method of each one it gets. */
 export class Point {
   constructor(public x: number, public y: number) {}
-  /** Moves the point; only a real Point (right prototype) has this method. */
+  /** Moves the point; only a real Point, rebuilt with its prototype, has this method. */
   move(dx: number, dy: number): this {
     this.x += dx;
     this.y += dy;
     return this;
   }
 }
-register(Point, { name: "demo.Point" }); // a qualified name leaves "Point" to programs
+register(Point, { name: "Point" });
 
-/** The values the parent sends: what JSON.stringify would lose or refuse. */
+/** What the parent sends: values that a JSON round trip loses, changes or refuses. */
 export function demoValues(): unknown[] {
-  const record = {
-    name: "Ada",
-    born: new Date(Date.UTC(1815, 11, 10)),
-    languages: new Map([["en", "native"], ["fr", "fluent"]]),
-    primes: new Set([2, 3, 5]),
-    big: 2n ** 64n,
-    nothing: undefined,
-    ratio: NaN,
-  };
   const ring: { name: string; next?: unknown } = { name: "ring" };
-  ring.next = ring; // a cycle: JSON.stringify throws on it
-  return [record, ring, new Point(1, 2)];
+  ring.next = ring; // a cycle
+  const record = { note: "two\nlines", nothing: undefined };
+  const date = new Date(Date.UTC(1815, 11, 10));
+  const [map, set] = [new Map([["en", "native"]]), new Set([2, 3])];
+  return [record, NaN, -0, 2n ** 64n, date, map, set, ring, new Point(1, 2)];
 }
 
-/** What the child does to each value before sending it back. */
-export function change(value: unknown): unknown {
-  if (value instanceof Point) return value.move(10, 10); // a method call: the class survived
-  const record = value as Record<string, unknown>;
-  if (record.languages instanceof Map) {
-    record.languages.set("de", "learning");
-    (record.primes as Set<number>).add(7);
-    (record.born as Date).setUTCFullYear(1816);
-    record.big = (record.big as bigint) * 2n;
-  } else if (record.next === record) {
-    record.laps = 1; // the cycle came back as a cycle: one object, not a copy
+// The child reads pickles from its stdin and answers each at once on its stdout. One value a
+// line is a safe framing: `dumps` writes JSON without whitespace, and JSON escapes every control
+// character in a string ("two\nlines" travels as `"two\nlines"`), so a raw newline byte only
+// ever ends a pickle. readPickles rebuilds the lines however the pipe cuts the bytes.
+async function child(): Promise<void> {
+  const toParent = new PickleWriter(Deno.stdout.writable);
+  try {
+    for await (const value of readPickles(Deno.stdin.readable)) {
+      toParent.send(value instanceof Point ? value.move(10, 10) : value);
+    }
+    await toParent.close(); // EOF for the parent
+  } catch (error) {
+    // The parent has gone: nobody reads our answers, so stop. No signal handler is needed.
+    if (error instanceof Deno.errors.BrokenPipe) return;
+    if (!(error instanceof PickleError)) throw error;
+    console.error(`error: child: ${error.message}`); // a malformed line: one line, exit 1
+    Deno.exitCode = 1;
   }
-  return value;
 }
 
-const USAGE = `usage: deno run --allow-run=deno scripts/pickle_json.ts [--help]
-  Sends rich values to a child copy of this script through its stdin pipe and prints what
-  comes back through its stdout pipe.`;
+/** A value as Deno prints it, on one line (strings quoted, a cycle shown as `[Circular *1]`). */
+const show = (value: unknown) => Deno.inspect(value, { breakLength: Infinity });
+
+/** What `JSON.parse(JSON.stringify(value))` gives, as Deno prints it, or what it throws. */
+export function viaJson(value: unknown): string {
+  try {
+    return show(JSON.parse(JSON.stringify(value)));
+  } catch (error) {
+    return `throws: ${(error as Error).message.split("\n")[0]}`;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The plumbing. Every lesson that needs one of these pieces carries the same text, so each can
+// be copied alone (tests/plumbing_test.ts keeps the copies identical).
+// ---------------------------------------------------------------------------------------------
 
 /**
- * The Deno binary to run the child with: this very binary. `--allow-run=deno` grants the `deno`
+ * The Deno binary to start a child with: this very one. `--allow-run=deno` grants the `deno`
  * found on PATH; when that is a symlink to this binary (npm and Homebrew installs), Deno grants
- * the name but not the real path, so fall back to the name.
+ * the name but not the real path, `Deno.execPath()`, so then run it by name.
  */
 function denoExecutable(): string {
   const self = Deno.execPath();
@@ -1626,148 +167,49 @@ function denoExecutable(): string {
   return status.state === "granted" ? self : "deno";
 }
 
-// The child: reads values from its stdin (the read end of the parent's pipe), changes each,
-// and writes it back to its stdout (the write end of another pipe). It needs no permission.
-async function runChild(): Promise<number> {
-  const out = new PickleWriter(Deno.stdout.writable);
-  try {
-    for await (const value of readPickles(Deno.stdin.readable)) out.send(change(value));
-    await out.close(); // EOF for the parent
-    return 0;
-  } catch (error) {
-    if (error instanceof Deno.errors.BrokenPipe) return 0; // the parent has gone
-    console.error(`error: child: ${(error as Error).message}`);
-    return 1;
-  }
+/** Exits with one line, code 1, on a Deno older than the lessons need (2.8.3). */
+function requireDeno(): void {
+  const [major, minor, patch] = Deno.version.deno.split(/[.-]/).map(Number);
+  if (major * 1e6 + minor * 1e3 + patch >= 2_008_003) return;
+  console.error(`error: this lesson needs Deno 2.8.3 or newer, not ${Deno.version.deno}`);
+  Deno.exit(1);
 }
 
-/** Type, as the demo prints it: `Date`, `Map`, `bigint`, `Point`... */
-function typeName(value: unknown): string {
-  if (typeof value !== "object" || value === null) return typeof value;
-  return Object.getPrototypeOf(value)?.constructor?.name ?? "null-prototype object";
+/** A mistake on the command line: one line naming it, and exit code 2, never a stack trace. */
+function usageError(message: string): never {
+  console.error(`error: ${message.replaceAll("\n", " ")} (see --help)`);
+  Deno.exit(2);
 }
 
-async function runParent(): Promise<number> {
-  let child: Deno.ChildProcess;
+/**
+ * Runs the lesson and exits with the code it returns. A missing permission is the user's
+ * mistake: one line (Deno's message names the flag) and code 1. Any other error is a bug and
+ * keeps its stack trace.
+ */
+async function exitWith(lesson: () => Promise<number>): Promise<never> {
   try {
-    child = new Deno.Command(denoExecutable(), {
-      args: ["run", import.meta.filename!, "--role", "child"],
-      stdin: "piped",
-      stdout: "piped",
-      stderr: "inherit",
-    }).spawn();
+    Deno.exit(await lesson());
   } catch (error) {
     if (!(error instanceof Deno.errors.NotCapable)) throw error;
-    console.error("error: cannot start the child: run with --allow-run=deno");
-    return 1;
-  }
-  // Ctrl-C (SIGINT, sent to the child too) or SIGTERM: stop the child, exit 128+n.
-  let stoppedBy: "SIGINT" | "SIGTERM" | null = null;
-  const stop = (signal: "SIGINT" | "SIGTERM") => () => {
-    stoppedBy = signal;
-    try {
-      child.kill("SIGTERM");
-    } catch { /* it has already exited */ }
-  };
-  const onInterrupt = stop("SIGINT"), onTerminate = stop("SIGTERM");
-  const unix = Deno.build.os !== "windows"; // Windows has no SIGTERM to listen for
-  Deno.addSignalListener("SIGINT", onInterrupt);
-  if (unix) Deno.addSignalListener("SIGTERM", onTerminate);
-  try {
-    const values = demoValues();
-    console.log(
-      `parent ${Deno.pid}: sending ${values.length} values to child ${child.pid}, a line each:`,
-    );
-    for (const value of values) console.log(`  ${dumps(value)}`);
-    try {
-      JSON.stringify(values[0]);
-    } catch (error) {
-      console.log(`  (JSON.stringify of the first one throws: ${(error as Error).message})`);
-    }
-    // Write and read at the same time: a parent that writes everything before reading can
-    // deadlock with a child that answers as it reads, once both pipes are full.
-    const sending = (async () => {
-      const toChild = new PickleWriter(child.stdin);
-      for (const value of values) toChild.send(value);
-      await toChild.close(); // the child's read loop ends only when it sees EOF
-    })();
-    // If the child stops reading, sending fails while we still read: without a handler now, that
-    // is an unhandled rejection (a stack trace); `await sending` below still throws the error.
-    sending.catch(() => {});
-    const received: unknown[] = [];
-    for await (const value of readPickles(child.stdout)) received.push(value);
-    await sending;
-    const status = await child.status;
-    if (stoppedBy) return stoppedBy === "SIGINT" ? 130 : 143;
-    if (!status.success) {
-      console.error(`error: the child failed (${status.signal ?? `exit code ${status.code}`})`);
-      return 1;
-    }
-    const [record, ring, moved] = received as [
-      Record<string, unknown>,
-      Record<string, unknown>,
-      Point,
-    ];
-    console.log(`parent ${Deno.pid}: got ${received.length} values back, changed by the child:`);
-    console.log(Deno.inspect(record, { colors: false, breakLength: 100 }));
-    console.log(
-      `  born: ${typeName(record.born)}, languages: ${typeName(record.languages)}, primes: ${
-        typeName(record.primes)
-      }, big: ${typeName(record.big)}, nothing in record: ${"nothing" in record}`,
-    );
-    console.log(Deno.inspect(ring, { colors: false }));
-    console.log(`  ring.next === ring: ${ring.next === ring}`);
-    console.log(
-      `${Deno.inspect(moved, { colors: false })} instanceof Point: ${moved instanceof Point}`,
-    );
-    return 0;
-  } catch (error) {
-    if (stoppedBy) return stoppedBy === "SIGINT" ? 130 : 143;
-    if (error instanceof Deno.errors.BrokenPipe) {
-      // Not our stdout (console.log ignores a closed one, as with `| head -1`): the child's stdin.
-      // The child exited before it read every value, and how it ended says why.
-      const status = await child.status;
-      const how = status.signal ?? `exit code ${status.code}`;
-      console.error(`error: the child exited before it read every value (${how})`);
-      return 1;
-    }
-    if (error instanceof PickleError) {
-      console.error(`error: ${error.message}`);
-      return 1;
-    }
-    throw error;
-  } finally {
-    Deno.removeSignalListener("SIGINT", onInterrupt);
-    if (unix) Deno.removeSignalListener("SIGTERM", onTerminate);
-    try {
-      child.kill("SIGTERM"); // no child outlives its parent, whatever happened above
-    } catch { /* it has already exited */ }
-    await child.status;
+    console.error(`error: ${error.message}`);
+    Deno.exit(1);
   }
 }
 
-if (import.meta.main) {
-  let role: string, help: boolean | undefined;
-  try {
-    const { values } = parseArgs({
-      options: {
-        role: { type: "string", default: "parent" }, // "child": what the parent starts
-        help: { type: "boolean" },
-      },
-    });
-    role = values.role;
-    help = values.help;
-    if (role !== "parent" && role !== "child") {
-      throw new Error(`--role must be parent or child, got "${role}"`);
-    }
-  } catch (error) {
-    console.error(`error: ${(error as Error).message} (see --help)`);
-    Deno.exit(2);
+// The command line. The child needs no settings; `--child` alone makes it the child.
+const USAGE = `usage: deno run --allow-run=deno scripts/pickle_json.ts [--help]
+  Sends values that JSON loses to a child copy of this script, one pickle a line through its
+  stdin pipe, and prints what comes back through its stdout pipe.
+  --help  show this help`;
+
+if (import.meta.main && Deno.args[0] === "--child") {
+  await child();
+} else if (import.meta.main) {
+  requireDeno();
+  if (Deno.args[0] === "--help") {
+    console.log(USAGE);
+    Deno.exit(0);
   }
-  if (help) console.log(USAGE);
-  else if (role === "child") {
-    // Ctrl-C reaches the child too: leave quietly, the parent reports.
-    Deno.addSignalListener("SIGINT", () => Deno.exit(130));
-    Deno.exit(await runChild());
-  } else Deno.exit(await runParent());
+  if (Deno.args.length > 0) usageError(`unknown argument "${Deno.args[0]}"`);
+  await exitWith(parent);
 }

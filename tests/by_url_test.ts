@@ -7,14 +7,7 @@
  * pids and times differ from run to run.
  */
 import assert from "node:assert/strict";
-import { repoRoot, runDeno, wholeRunBlock } from "./helpers.ts";
-
-function lessonsWithBlocks(): string[] {
-  return [...Deno.readDirSync(`${repoRoot}scripts`)]
-    .filter((entry) => entry.isFile && entry.name.endsWith(".ts"))
-    .map((entry) => entry.name)
-    .sort();
-}
+import { lessons, repoRoot, runDeno, wholeRunBlock } from "./helpers.ts";
 
 /** Serves the repository's files on 127.0.0.1 (a free port) as TypeScript modules. */
 function serveRepository(): Deno.HttpServer<Deno.NetAddr> {
@@ -39,7 +32,7 @@ Deno.test("every lesson, run by URL from a server, prints its whole-run block", 
   // A cache of its own, so the downloads neither use nor fill the user's.
   const cache = await Deno.makeTempDir({ prefix: "by_url_cache_" });
   try {
-    for (const lesson of lessonsWithBlocks()) {
+    for (const lesson of lessons()) {
       await t.step(lesson, async () => {
         const block = wholeRunBlock(lesson);
         const args = block.denoArgs.map((word) =>

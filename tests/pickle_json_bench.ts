@@ -1,5 +1,5 @@
 /**
- * Benchmark of scripts/pickle_json.ts against JSON.stringify/JSON.parse, in the same run, on
+ * Benchmark of lib/pickle_json.ts against JSON.stringify/JSON.parse, in the same run, on
  * the three payloads of issue 4 (a round trip is dumps + loads against stringify + parse):
  *
  * - (a) 10,000 plain records `{id, name, tags: string[3], active, score}`, about 1 MB of JSON;
@@ -17,7 +17,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { dumps, loads, PickleError } from "../scripts/pickle_json.ts";
+import { dumps, loads, PickleError } from "../lib/pickle_json.ts";
 
 /** One payload's result: median times of a round trip, and the median ratio pickle/JSON. */
 export interface PickleBenchRow {
