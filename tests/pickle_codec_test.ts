@@ -20,14 +20,6 @@ import {
   readPickles,
   register,
 } from "../lib/pickle_json.ts";
-import {
-  assertUsageError,
-  lineReader,
-  runDeno,
-  runScript,
-  spawnScript,
-  wholeRunBlock,
-} from "./helpers.ts";
 
 /** A registered class, as a program would register its own. */
 class Point {
