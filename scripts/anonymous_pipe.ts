@@ -92,34 +92,27 @@ async function child(count: number, intervalMs: number): Promise<void> {
 // be copied alone (tests/plumbing_test.ts keeps the copies identical).
 // ---------------------------------------------------------------------------------------------
 
-/**
- * Splits a byte stream into lines (without their "\n"), however the bytes were cut into chunks:
- * a pipe delivers whatever the writer's writes and the kernel buffer make of them, so one read
- * may hold half a line, several lines, or one piece of a 1 MiB line. A last line without "\n"
- * is still a line.
- */
+/** Splits a byte stream into lines (without "\n"), however the pipe cut it into chunks. */
 export async function* readLines(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {
   let partial = ""; // the start of a line whose "\n" has not arrived yet
-  // TextDecoderStream keeps a UTF-8 character split between two chunks intact.
+  // TextDecoderStream keeps a UTF-8 character split between two chunks whole.
   for await (const text of stream.pipeThrough(new TextDecoderStream())) {
-    const pieces = text.split("\n");
-    if (pieces.length === 1) {
+    if (!text.includes("\n")) { // a piece of a long line: split nothing until its end comes
       partial += text;
       continue;
     }
-    yield partial + pieces[0];
-    for (let i = 1; i < pieces.length - 1; i++) yield pieces[i];
-    partial = pieces[pieces.length - 1];
+    const lines = (partial + text).split("\n");
+    partial = lines.pop()!;
+    yield* lines;
   }
-  if (partial !== "") yield partial;
+  if (partial !== "") yield partial; // a last line without "\n" is still a line
 }
 
 const encoder = new TextEncoder();
 
 /**
- * Writes all of `bytes` with `writeSync`: one system call, no round trip to a worker thread (an
- * `await write()` per small message is 10-50x slower). A write may take only part of the bytes,
- * so it loops. When nobody reads the pipe any more, it throws `Deno.errors.BrokenPipe`.
+ * Writes all of `bytes` with `writeSync`, one system call and no await (an `await write()` per
+ * small message is 10-50x slower). Throws `Deno.errors.BrokenPipe` once nobody reads.
  */
 function writeAll(file: { writeSync(bytes: Uint8Array): number }, bytes: Uint8Array): void {
   let written = 0;
@@ -127,9 +120,8 @@ function writeAll(file: { writeSync(bytes: Uint8Array): number }, bytes: Uint8Ar
 }
 
 /**
- * The Deno binary to start a child with: this very one. `--allow-run=deno` grants the `deno`
- * found on PATH; when that is a symlink to this binary (npm and Homebrew installs), Deno grants
- * the name but not the real path, `Deno.execPath()`, so then run it by name.
+ * This Deno, to start a child with. `--allow-run=deno` grants the `deno` on PATH; when that is a
+ * symlink (npm, Homebrew), the real path `Deno.execPath()` is not granted, so run it by name.
  */
 function denoExecutable(): string {
   const self = Deno.execPath();
@@ -146,8 +138,8 @@ function requireDeno(): void {
 }
 
 /**
- * Reads the command line in the shape of `defaults`: a number default takes a whole number >= 0,
- * a string one takes any text, a boolean one is a flag. `--help` prints `usage` and exits 0.
+ * Reads the options in the shape of `defaults`: a number takes a whole number >= 0, a string any
+ * text, a boolean is a flag. `--help` prints `usage` and exits 0.
  */
 async function readOptions<T extends Record<string, number | string | boolean>>(
   usage: string,
@@ -168,12 +160,12 @@ async function readOptions<T extends Record<string, number | string | boolean>>(
     console.log(usage);
     Deno.exit(0);
   }
-  const result: Record<string, number | string | boolean> = { ...defaults };
-  for (const [name, value] of Object.entries(values)) {
-    if (typeof defaults[name] !== "number") result[name] = value!;
-    else if (/^\d+$/.test(`${value}`) && Number.isSafeInteger(Number(value))) {
-      result[name] = Number(value);
-    } else usageError(`--${name} must be a whole number >= 0, got "${value}"`);
+  const result: Record<string, unknown> = { ...defaults, ...values };
+  for (const name of Object.keys(values).filter((name) => typeof defaults[name] === "number")) {
+    result[name] = Number(values[name]);
+    if (!/^\d{1,15}$/.test(`${values[name]}`)) {
+      usageError(`--${name} must be a whole number >= 0, got "${values[name]}"`);
+    }
   }
   return result as T;
 }
@@ -185,9 +177,8 @@ function usageError(message: string): never {
 }
 
 /**
- * Runs the lesson and exits with the code it returns. A missing permission is the user's
- * mistake: one line (Deno's message names the flag) and code 1. Any other error is a bug and
- * keeps its stack trace.
+ * Runs the lesson and exits with its code. A missing permission is the user's mistake: one line
+ * (Deno's message names the flag), code 1. Any other error is a bug and keeps its stack trace.
  */
 async function exitWith(lesson: () => Promise<number>): Promise<never> {
   try {

@@ -157,9 +157,8 @@ export function viaJson(value: unknown): string {
 // ---------------------------------------------------------------------------------------------
 
 /**
- * The Deno binary to start a child with: this very one. `--allow-run=deno` grants the `deno`
- * found on PATH; when that is a symlink to this binary (npm and Homebrew installs), Deno grants
- * the name but not the real path, `Deno.execPath()`, so then run it by name.
+ * This Deno, to start a child with. `--allow-run=deno` grants the `deno` on PATH; when that is a
+ * symlink (npm, Homebrew), the real path `Deno.execPath()` is not granted, so run it by name.
  */
 function denoExecutable(): string {
   const self = Deno.execPath();
@@ -182,9 +181,8 @@ function usageError(message: string): never {
 }
 
 /**
- * Runs the lesson and exits with the code it returns. A missing permission is the user's
- * mistake: one line (Deno's message names the flag) and code 1. Any other error is a bug and
- * keeps its stack trace.
+ * Runs the lesson and exits with its code. A missing permission is the user's mistake: one line
+ * (Deno's message names the flag), code 1. Any other error is a bug and keeps its stack trace.
  */
 async function exitWith(lesson: () => Promise<number>): Promise<never> {
   try {
