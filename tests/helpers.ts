@@ -404,7 +404,6 @@ export const NOT_YET_RESHAPED = [
   "pipe_buffer.ts",
   "pipe_duplex.ts",
   "pipe_lifetime.ts",
-  "pipe_speed.ts",
 ];
 
 export function allLessons(): string[] {
