@@ -103,7 +103,7 @@ export class Batcher {
   send(text: string): void {
     this.#batch += text;
     if (this.#batch.length >= 64 * 1024) this.flush();
-    this.#timer ??= setTimeout(() => this.#idleFlush(), 0);
+    else this.#timer ??= setTimeout(() => this.#idleFlush(), 0);
   }
   /** Writes the batch now: one encode, one system call. Throws BrokenPipe once nobody reads. */
   flush(): void {

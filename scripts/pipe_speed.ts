@@ -7,12 +7,14 @@
  * @resource {https://developer.mozilla.org/en-US/docs/Web/API/ReadableStreamBYOBReader} MDN: BYOB reader
  *
  * The article's pipe is a small kernel buffer (claim 1: 64 KiB on Linux) whose writer waits
- * while it is full (claim 3), so no read returns more than 64 KiB, whatever the chunk size: bulk
- * speed is the cost of each read and each write. The script runs itself as a child once per row
- * and times what the parent receives, checking the count and that each chunk starts and ends
- * with the bytes due at its place. Compare the rows on your machine: `writeSync` against `await
- * write()`, a BYOB reader (one reused buffer) against `for await` (a new chunk each read), 4 KiB
- * and 1 MiB chunks against 64 KiB. Options: `--bytes SIZE` a row. Small messages: see
+ * while it is full (claim 3), so no read returns more than 64 KiB: bulk speed is the cost of each
+ * read and write. The script runs itself as a child once per row and times what the parent
+ * receives, checking the count and that each chunk holds the bytes due at its place. Run it
+ * pinned to one CPU (`taskset -c 0 deno run ...`), where the two sides take turns, and the rows
+ * rank as the code teaches: `writeSync` over `await write()`, a BYOB reader (one buffer, reused)
+ * over `for await` (a new chunk each read), 1 MiB or 64 KiB chunks over 4 KiB ones. Unpinned, on
+ * a busy or virtual machine, waking the other side on another CPU can cost more than all that,
+ * and the rows may come out in any order. Options: `--bytes SIZE` a row. Small messages: see
  * pipe_batching.ts.
  *
  * The whole run prints:
@@ -61,7 +63,7 @@ export async function measure(
   };
   // for-await gets a newly allocated chunk per read; a BYOB ("bring your own buffer") reader
   // reads into our buffer and hands the same memory back to be reused. A buffer larger than the
-  // pipe gets no more per read (measured: slower, not faster).
+  // pipe would get no more per read.
   if (byob) {
     const reader = child.stdout.getReader({ mode: "byob" });
     let buffer = new Uint8Array(64 * 1024);
@@ -115,7 +117,8 @@ async function parent(bytes: number): Promise<number> {
 // belongs (251 is prime: a lost or repeated chunk shifts the pattern); every chunk is a window
 // on one pattern array. `await write()` is a round trip through Deno's async I/O per chunk;
 // `writeSync` is the system call itself, blocking this thread while the pipe is full (claim 3).
-// Deno.stdout is line-buffered: a chunk holding a "\n" byte leaves as two system calls.
+// Deno.stdout is line-buffered: a chunk holding a "\n" byte leaves as two system calls (strace
+// shows it), which costs little next to the reads.
 async function child(mode: Mode, bytes: number, chunk: number): Promise<void> {
   const pattern = new Uint8Array(chunk + 251).map((_, i) => i % 251);
   try {
