@@ -8,15 +8,14 @@
  * TLPI's sequence-number server (ch. 44.8): clients write requests into one well-known FIFO, the
  * server answers each with the next number into the client's own FIFO; FIFOs join unrelated
  * processes (claim 4). The default run starts 3 clients (copies of this script) in a private
- * temporary directory and kills the last one mid-request. Unix only. One side alone, in its own
- * terminal: `--role server|client --path DIR/NAME`, with `--allow-run=mkfifo --allow-read=DIR
- * --allow-write=DIR`.
+ * temporary directory and kills the last one mid-request. Unix only. One side per terminal:
+ * `--role server|client --path DIR/NAME`, `--allow-run=mkfifo --allow-read=DIR --allow-write=DIR`.
  *
  * The whole run prints:
  *
  * ```
  * $ deno run --allow-run=deno,mkfifo --allow-read --allow-write scripts/fifo_server.ts
- * Server 41122 made /tmp/fifo_server_5c1b2a0f/seqnum, keeps a spare write end, starts 3 clients
+ * Server 24585 made /tmp/fifo_server_3185d7fb61826f3e/seqnum and holds a spare write end
  * Server killed the last client after its request, then answered it: no wait
  * Server saw EOF after 9 requests: it closed its spare write end
  * Client 1 got its 4 answers
@@ -44,17 +43,15 @@ async function demo(clients = 3, requests = 4): Promise<number> {
       signal: stopClients.signal,
     }).spawn());
   undo.push(() => stopClients.abort() ?? Promise.all(children.map((child) => child.status)));
-  console.log(`Server ${Deno.pid} made ${path} and a spare write end, starts ${clients} clients`);
   const serving = serve(server, path, children.at(-1));
   const statuses = await Promise.all(children.map((child) => child.status));
-  // Without the spare write end, EOF comes once no client holds a write end: here, at once.
   server.spare.close();
   console.log(`Server saw EOF after ${await serving} requests: it closed its spare write end`);
   statuses.forEach((status, index) => {
     const how = status.signal ? `was killed by ${status.signal}` : `exited with ${status.code}`;
     console.log(`Client ${index + 1} ${status.success ? `got its ${requests} answers` : how}`);
   });
-  removeFifo(`${path}.${children.at(-1)!.pid}`); // a killed client cannot: we made the dir
+  undo.push(() => removeFifo(`${path}.${children.at(-1)!.pid}`)); // what the killed one left
   return statuses.slice(0, -1).every((status) => status.success) ? 0 : 1;
 }
 
@@ -66,6 +63,7 @@ async function startServer(path: string) {
   await makeFifo(path);
   const ends = [openFifo(path, { read: true }), openFifo(path, { write: true })];
   const [requests, spare] = await Promise.all(ends);
+  console.log(`Server ${Deno.pid} made ${path} and holds a spare write end`);
   return { requests, spare };
 }
 
@@ -88,7 +86,6 @@ async function serve(server: { requests: Deno.FsFile }, path: string, victim?: D
       .catch((error) => console.error(`Server cannot answer ${request}: ${error.message}`));
     answer?.writeSync(encoder.encode(`${next}\n`));
     answer?.close();
-    if (answer && !victim) console.log(`Server gave ${next} to client ${request}`);
     next++;
   }
   return next;
@@ -100,16 +97,13 @@ async function serve(server: { requests: Deno.FsFile }, path: string, victim?: D
 async function client(path: string, requests = 4): Promise<number> {
   const own = await makeFifo(`${path}.${Deno.pid}`);
   const answers = readLines((await openFifo(own, { read: true, write: true })).readable);
-  const giveUp = setTimeout(
-    () => cleanUp().then(() => Deno.exit(failed("no server answers"))),
-    5000,
-  );
+  const late = setTimeout(() => cleanUp().then(() => Deno.exit(failed("no server answers"))), 5e3);
   const server = await openFifo(path, { write: true }); // waits for the server's read end
   for (let sent = 0; sent < requests; sent++) {
     server.writeSync(encoder.encode(`${Deno.pid}\n`));
     console.log(`Client ${Deno.pid} got ${(await answers.next()).value}`);
   }
-  clearTimeout(giveUp);
+  clearTimeout(late);
   return 0;
 }
 
@@ -143,8 +137,7 @@ class Refusal extends Error {}
 function failed(error: Error | string): number {
   const expected = [Refusal, Deno.errors.NotFound, Deno.errors.NotCapable];
   if (error instanceof Error && !expected.some((kind) => error instanceof kind)) throw error;
-  console.error(`error: ${error instanceof Error ? error.message : error}`);
-  return 1;
+  return console.error(`error: ${error instanceof Error ? error.message : error}`) ?? 1;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -197,7 +190,6 @@ function usageError(message: string): never {
 // The command line. A client is this script with `--role client`, in the default run as alone.
 const USAGE =
   `usage: deno run --allow-run=deno,mkfifo --allow-read --allow-write scripts/fifo_server.ts [options]
-  (no --role)           a server and 3 clients, in a private temporary directory
   --role server|client  one side only, on the FIFO at --path (each in its own terminal)
   --path DIR/NAME       the server's FIFO; a client's FIFO is DIR/NAME.PID
   --help                show this help`;
@@ -214,10 +206,15 @@ if (import.meta.main) {
   if (misused) usageError("use --role server or --role client, with --path DIR/NAME");
   if (Deno.build.os === "windows") Deno.exit(failed("FIFOs are Unix only: use Linux or macOS"));
   // A FIFO's file outlives its process (claim 5): every way out removes what we made.
+  let signalled = 0; // once a signal is being handled, its handler ends the run
   for (const [signal, code] of [["SIGINT", 130], ["SIGTERM", 143]] as const) {
-    Deno.addSignalListener(signal, () => cleanUp().then(() => Deno.exit(code)));
+    Deno.addSignalListener(signal, () => {
+      signalled = code;
+      cleanUp().then(() => Deno.exit(code));
+    });
   }
   const server = () => startServer(path).then((ends) => serve(ends, path)).then(() => 0);
   const lesson = role === "server" ? server : role === "client" ? () => client(path) : demo;
-  Deno.exit(await lesson().catch(failed).finally(cleanUp));
+  const code = await lesson().catch((error) => signalled || failed(error)).finally(cleanUp);
+  if (!signalled) Deno.exit(code);
 }
