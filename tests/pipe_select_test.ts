@@ -3,14 +3,7 @@
  */
 import assert from "node:assert/strict";
 import { type ChildLine, MergedLines } from "../scripts/pipe_select.ts";
-import {
-  assertHelp,
-  assertUsageError,
-  childrenOf,
-  runDeno,
-  runScript,
-  wholeRunBlock,
-} from "./helpers.ts";
+import { assertHelp, assertUsageError, runDeno, runScript, wholeRunBlock } from "./helpers.ts";
 
 const NAME = "pipe_select.ts";
 
