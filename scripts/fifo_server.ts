@@ -1,0 +1,220 @@
+/**
+ * @title FIFO server: one well-known FIFO for requests, one FIFO per client for answers
+ * @difficulty advanced
+ * @tags cli
+ * @run deno run --allow-run=deno,mkfifo --allow-read --allow-write scripts/fifo_server.ts
+ * @resource {https://man7.org/tlpi/code/online/dist/pipes/fifo_seqnum_server.c.html} TLPI: fifo_seqnum_server.c
+ *
+ * TLPI's sequence-number server (ch. 44.8): clients write requests into one well-known FIFO, the
+ * server answers each with the next number into the client's own FIFO; FIFOs join unrelated
+ * processes (claim 4). The default run starts 3 clients (copies of this script) in a private
+ * temporary directory and kills the last one mid-request. Unix only. One side per terminal:
+ * `--role server|client --path DIR/NAME`, `--allow-run=mkfifo --allow-read=DIR --allow-write=DIR`.
+ *
+ * The whole run prints:
+ *
+ * ```
+ * $ deno run --allow-run=deno,mkfifo --allow-read --allow-write scripts/fifo_server.ts
+ * Server 24585 made /tmp/fifo_server_3185d7fb61826f3e/seqnum and holds a spare write end
+ * Server killed the last client after its request, then answered it: no wait
+ * Server saw EOF after 9 requests: it closed its spare write end
+ * Client 1 got its 4 answers
+ * Client 2 got its 4 answers
+ * Client 3 was killed by SIGKILL
+ * ```
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+
+// The default run is the server, in a private directory (mode 700: nobody else can plant a file
+// there; TLPI's names in /tmp are guessable), and its clients may use nothing else.
+async function demo(clients = 3, requests = 4): Promise<number> {
+  const dir = await Deno.makeTempDir({ prefix: "fifo_server_" });
+  undo.push(() => Deno.remove(dir));
+  const path = `${dir}/seqnum`;
+  const server = await startServer(path);
+  const stopClients = new AbortController(); // SIGTERMs them: each removes its own FIFO
+  const children = Array.from({ length: clients }, () =>
+    new Deno.Command(denoExecutable(), {
+      args: ["run", "--allow-run=mkfifo", `--allow-read=${dir}`, `--allow-write=${dir}`]
+        .concat(import.meta.url, "--role", "client", "--path", path),
+      stdout: "null",
+      signal: stopClients.signal,
+    }).spawn());
+  undo.push(() => stopClients.abort() ?? Promise.all(children.map((child) => child.status)));
+  const serving = serve(server, path, children.at(-1));
+  const statuses = await Promise.all(children.map((child) => child.status));
+  server.spare.close();
+  console.log(`Server saw EOF after ${await serving} requests: it closed its spare write end`);
+  statuses.forEach((status, index) => {
+    const how = status.signal ? `was killed by ${status.signal}` : `exited with ${status.code}`;
+    console.log(`Client ${index + 1} ${status.success ? `got its ${requests} answers` : how}`);
+  });
+  undo.push(() => removeFifo(`${path}.${children.at(-1)!.pid}`)); // what the killed one left
+  return statuses.slice(0, -1).every((status) => status.success) ? 0 : 1;
+}
+
+// The server opens its FIFO twice: a read end, and a spare write end it never writes. A reader
+// sees EOF once every writer has closed; without the spare, EOF would end the loop whenever the
+// last client leaves. Each open waits for the other end (in a worker thread since Deno 2.8.0;
+// older Denos blocked the whole event loop), so the two are opened together.
+async function startServer(path: string) {
+  await makeFifo(path);
+  const ends = [openFifo(path, { read: true }), openFifo(path, { write: true })];
+  const [requests, spare] = await Promise.all(ends);
+  console.log(`Server ${Deno.pid} made ${path} and holds a spare write end`);
+  return { requests, spare };
+}
+
+// A request is one line, the client's pid, sent by one write of far fewer than PIPE_BUF bytes,
+// so requests of many clients never mix (fifo_many_writers.ts tears longer ones). The answer
+// goes to `PATH.PID`, a name the server builds itself: no request can aim it at another file.
+async function serve(server: { requests: Deno.FsFile }, path: string, victim?: Deno.ChildProcess) {
+  let next = 0;
+  for await (const request of readLines(server.requests.readable)) {
+    if (!/^\d{1,10}$/.test(request)) continue; // not a request (`echo hi > FIFO`): ignore it
+    if (Number(request) === victim?.pid) { // in the default run, the last client dies here
+      victim.kill("SIGKILL");
+      await victim.status;
+      console.log("Server killed the last client after its request, then answered it: no wait");
+    }
+    // A FIFO opened for reading and writing never waits (Linux, macOS; POSIX leaves it open),
+    // where a write-only open waits for a reader: forever, if the client died. The client opened
+    // its FIFO before its request, so the answer waits there for it (a dead one's is dropped).
+    const answer = await openFifo(`${path}.${request}`, { read: true, write: true })
+      .catch((error) => console.error(`Server cannot answer ${request}: ${error.message}`));
+    answer?.writeSync(encoder.encode(`${next}\n`));
+    answer?.close();
+    next++;
+  }
+  return next;
+}
+
+// The client makes its own FIFO and opens it for reading and writing before its request: that
+// open does not wait, and the answer finds a reader however early it comes. Holding a write
+// end itself, the client would never see EOF if the server died: a deadline does instead.
+async function client(path: string, requests = 4): Promise<number> {
+  const own = await makeFifo(`${path}.${Deno.pid}`);
+  const answers = readLines((await openFifo(own, { read: true, write: true })).readable);
+  const late = setTimeout(() => cleanUp().then(() => Deno.exit(failed("no server answers"))), 5e3);
+  const server = await openFifo(path, { write: true }); // waits for the server's read end
+  for (let sent = 0; sent < requests; sent++) {
+    server.writeSync(encoder.encode(`${Deno.pid}\n`));
+    console.log(`Client ${Deno.pid} got ${(await answers.next()).value}`);
+  }
+  clearTimeout(late);
+  return 0;
+}
+
+// What to undo on every way out (the end, an error, Ctrl-C, SIGTERM), last first: only what
+// this process made, and a FIFO only while its inode is still the one it made.
+const undo: (() => unknown)[] = [];
+async function cleanUp(): Promise<void> {
+  for (const step of undo.splice(0).reverse()) await Promise.resolve().then(step).catch(() => {});
+}
+
+/** Makes a FIFO, mode 600; `mkfifo` refuses a path where anything is. */
+async function makeFifo(path: string): Promise<string> {
+  const made = await new Deno.Command("mkfifo", { args: ["-m", "600", "--", path] }).output();
+  if (!made.success) throw new Refusal(`mkfifo could not make ${path}`);
+  const { ino } = await Deno.lstat(path);
+  undo.push(() => Deno.lstatSync(path).ino === ino && removeFifo(path));
+  return path;
+}
+const removeFifo = (path: string) => Deno.lstatSync(path).isFifo && Deno.removeSync(path);
+
+/** Opens a FIFO, then checks that it is one: the path may have been swapped before the open. */
+async function openFifo(path: string, options: Deno.OpenOptions): Promise<Deno.FsFile> {
+  const file = await Deno.open(path, options);
+  if ((await file.stat()).isFifo) return file;
+  file.close();
+  throw new Refusal(`${path} is not a FIFO: refusing to touch it`);
+}
+
+/** A failure the user can act on: one line, exit code 1. A bug keeps its stack trace. */
+class Refusal extends Error {}
+function failed(error: Error | string): number {
+  const expected = [Refusal, Deno.errors.NotFound, Deno.errors.NotCapable];
+  if (error instanceof Error && !expected.some((kind) => error instanceof kind)) throw error;
+  return console.error(`error: ${error instanceof Error ? error.message : error}`) ?? 1;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The plumbing. Every lesson that needs one of these pieces carries the same text, so each can
+// be copied alone (tests/plumbing_test.ts keeps the copies identical).
+// ---------------------------------------------------------------------------------------------
+
+/** Splits a byte stream into lines (without "\n"), however the pipe cut it into chunks. */
+export async function* readLines(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {
+  let partial = ""; // the start of a line whose "\n" has not arrived yet
+  // TextDecoderStream keeps a UTF-8 character split between two chunks whole.
+  for await (const text of stream.pipeThrough(new TextDecoderStream())) {
+    if (!text.includes("\n")) { // a piece of a long line: split nothing until its end comes
+      partial += text;
+      continue;
+    }
+    const lines = (partial + text).split("\n");
+    partial = lines.pop()!;
+    yield* lines;
+  }
+  if (partial !== "") yield partial; // a last line without "\n" is still a line
+}
+
+const encoder = new TextEncoder();
+
+/**
+ * This Deno, to start a child with. `--allow-run=deno` grants the `deno` on PATH; when that is a
+ * symlink (npm, Homebrew), the real path `Deno.execPath()` is not granted, so run it by name.
+ */
+function denoExecutable(): string {
+  const self = Deno.execPath();
+  const status = Deno.permissions.querySync({ name: "run", command: self });
+  return status.state === "granted" ? self : "deno";
+}
+
+/** Exits with one line, code 1, on a Deno older than the lessons need (2.8.3). */
+function requireDeno(): void {
+  const [major, minor, patch] = Deno.version.deno.split(/[.-]/).map(Number);
+  if (major * 1e6 + minor * 1e3 + patch >= 2_008_003) return;
+  console.error(`error: this lesson needs Deno 2.8.3 or newer, not ${Deno.version.deno}`);
+  Deno.exit(1);
+}
+
+/** A mistake on the command line: one line naming it, and exit code 2, never a stack trace. */
+function usageError(message: string): never {
+  console.error(`error: ${message.replaceAll("\n", " ")} (see --help)`);
+  Deno.exit(2);
+}
+
+// The command line. A client is this script with `--role client`, in the default run as alone.
+const USAGE =
+  `usage: deno run --allow-run=deno,mkfifo --allow-read --allow-write scripts/fifo_server.ts [options]
+  --role server|client  one side only, on the FIFO at --path (each in its own terminal)
+  --path DIR/NAME       the server's FIFO; a client's FIFO is DIR/NAME.PID
+  --help                show this help`;
+
+if (import.meta.main) {
+  requireDeno();
+  const [text, flag] = [{ type: "string" }, { type: "boolean" }] as const;
+  const options = await Promise.resolve({ role: text, path: text, help: flag })
+    .then((spec) => parseArgs({ args: Deno.args, options: spec }).values)
+    .catch((error) => usageError(error.message));
+  if (options.help) Deno.exit(console.log(USAGE) ?? 0);
+  const { role = "", path = "" } = options;
+  const misused = !/^(server|client)?$/.test(role) || !role !== !path;
+  if (misused) usageError("use --role server or --role client, with --path DIR/NAME");
+  if (Deno.build.os === "windows") Deno.exit(failed("FIFOs are Unix only: use Linux or macOS"));
+  // A FIFO's file outlives its process (claim 5): every way out removes what we made.
+  let signalled = 0; // once a signal is being handled, its handler ends the run
+  for (const [signal, code] of [["SIGINT", 130], ["SIGTERM", 143]] as const) {
+    Deno.addSignalListener(signal, () => {
+      signalled = code;
+      cleanUp().then(() => Deno.exit(code));
+    });
+  }
+  const server = () => startServer(path).then((ends) => serve(ends, path)).then(() => 0);
+  const lesson = role === "server" ? server : role === "client" ? () => client(path) : demo;
+  const code = await lesson().catch((error) => signalled || failed(error)).finally(cleanUp);
+  if (!signalled) Deno.exit(code);
+}
