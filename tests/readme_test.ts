@@ -3,7 +3,7 @@
  * that claim, and every test it names exists in the test file it names.
  */
 import assert from "node:assert/strict";
-import { repoRoot } from "./helpers.ts";
+import { allLessons, headerRunFlags, repoRoot } from "./helpers.ts";
 
 const readme = Deno.readTextFileSync(`${repoRoot}README.md`);
 const claimRows = readme.split("\n").filter((line) => /^\| [1-6] \|/.test(line));
@@ -40,5 +40,21 @@ for (const row of claimRows) {
     assert.ok(test, "no test named");
     const source = Deno.readTextFileSync(`${repoRoot}${test[1]}`);
     assert.ok(source.includes(`"${test[2]}"`), `${test[1]} has no test "${test[2]}"`);
+  });
+}
+
+// `deno task demo` is the tour the README opens with: every lesson, run with its header's flags.
+const demo: string = JSON.parse(Deno.readTextFileSync(`${repoRoot}deno.json`)).tasks.demo.command;
+
+for (const lesson of allLessons()) {
+  Deno.test(`${lesson}: the demo tours it with its header's flags, the README lists it`, () => {
+    const runs = demo.split("&&").map((step) => step.trim())
+      .filter((step) => step.startsWith("deno run ") && step.includes(` scripts/${lesson}`));
+    assert.ok(runs.length > 0, "not in deno.json's demo task");
+    const flags = headerRunFlags(lesson).join(" ");
+    for (const run of runs) {
+      assert.ok(run.startsWith(`deno run ${flags} scripts/${lesson}`.replace("  ", " ")), run);
+    }
+    assert.ok(readme.includes(`| [${lesson}](scripts/${lesson})`), "no row in the README's table");
   });
 }
