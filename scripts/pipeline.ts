@@ -38,7 +38,7 @@ const countLines: Stage = { name: "wc -l", argv: ["wc", "-l"] };
 // It keeps the backpressure of a shell pipe: `pipeTo` awaits each write into the slower reader
 // before it reads on, so when `wc` lags, its stdin pipe fills, the parent stops reading `grep`,
 // that pipe fills and `grep` waits in its write. Nothing piles up in the parent's memory.
-async function runPipeline(stages: Stage[]): Promise<{ output: string; failure: string }> {
+export async function runPipeline(stages: Stage[]): Promise<{ output: string; failure: string }> {
   // The stack stops (SIGTERM) and reaps every stage it holds, however this function ends: a
   // program not found (`spawn` throws NotFound), a failed stage, our own stdout closing.
   await using running = new AsyncDisposableStack();
