@@ -140,6 +140,56 @@ Deno.test("a last stage that crashes while grep has nothing to write: the kill s
   await assertAllGone(stagePids(start));
 });
 
+/** What `sh -c <script>` prints, trimmed: for reading /proc, which Deno's permissions guard. */
+async function shOutput(script: string): Promise<string> {
+  const { stdout } = await new Deno.Command("sh", {
+    args: ["-c", script],
+    stdout: "piped",
+    stderr: "null",
+    signal: AbortSignal.timeout(10_000),
+  }).output();
+  return new TextDecoder().decode(stdout).trim();
+}
+
+Deno.test("backpressure: a stage that stops reading stops stage 1 in its write, nothing piles up", async () => {
+  // Stage 2 never reads its stdin. Once the pipe into it is full, the parent's copy waits, the
+  // pipe out of stage 1 fills, and stage 1 sleeps in the kernel in its write (`wchan`, one line
+  // per thread), having written about two pipes' worth, not more and more into our memory.
+  const code = `
+    import { runPipeline } from "./scripts/pipeline.ts";
+    const endless = { name: "endless", argv: [Deno.execPath(), "run", "scripts/pipeline.ts", "--child", "0"] };
+    const stall = { name: "stall", argv: ["sleep", "30"] };
+    console.log(JSON.stringify(await runPipeline([endless, stall])));
+  `;
+  await using parent = spawnWithDeadline(Deno.execPath(), {
+    args: ["eval", code],
+    cwd: repoRoot,
+    stdout: "piped",
+    stderr: "piped",
+  }, 20_000);
+  const stdout = lineReader(parent.stdout);
+  const [writer, stall] = (await stdout.next())!.match(/\(pids (\d+) (\d+)\)$/)!.slice(1);
+  try {
+    const end = Date.now() + 15_000;
+    while (!/pipe_write|pipe_wait/.test(await shOutput(`cat /proc/${writer}/task/*/wchan`))) {
+      if (Date.now() > end) throw new Error("stage 1 never blocked in a pipe write");
+      await new Promise((resolve) => setTimeout(resolve, 10)); // a poll: no pipe reports this
+    }
+    const written = Number((await shOutput(`cat /proc/${writer}/io`)).match(/wchar: (\d+)/)![1]);
+    assert.ok(written < 1024 * 1024, `stage 1 wrote ${written} bytes before it blocked`);
+  } finally {
+    Deno.kill(Number(stall), "SIGKILL"); // the stall "crashes": the pipeline ends
+  }
+  const { stderr, code: exitCode, stdout: rest } = await ending(parent, stdout);
+  assert.equal(stderr, "");
+  assert.equal(exitCode, 0);
+  assert.deepEqual(JSON.parse(rest), {
+    output: "",
+    failure: "stage 2 (stall) was killed by SIGKILL",
+  });
+  await assertAllGone([Number(writer), Number(stall)]);
+});
+
 Deno.test("pipefail's surprise: a grep that selects no line exits 1, and the pipeline fails", async () => {
   const result = await runScript(NAME, ["--lines", "6", "--pattern", "7"]);
   assert.equal(result.stderr, "error: stage 2 (grep -e 7) exited with code 1\n");
