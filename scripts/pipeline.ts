@@ -37,7 +37,7 @@ const countLines: Stage = { name: "wc -l", argv: ["wc", "-l"] };
 // the parent stands in between: each `pipeTo` copies a stage's stdout into the next one's stdin.
 // It keeps the backpressure of a shell pipe: `pipeTo` awaits each write into the slower reader
 // before it reads on, so when `wc` lags, its stdin pipe fills, the parent stops reading `grep`,
-// that pipe fills and `grep` waits in its write. Nothing piles up in the parent's memory.
+// that pipe fills and `grep` waits in its write, the article's claim 3. Nothing piles up here.
 export async function runPipeline(stages: Stage[]): Promise<{ output: string; failure: string }> {
   // The stack stops (SIGTERM) and reaps every stage it holds, however this function ends: a
   // program not found (`spawn` throws NotFound), a failed stage, our own stdout closing.
@@ -57,8 +57,8 @@ export async function runPipeline(stages: Stage[]): Promise<{ output: string; fa
     })
   );
   const output = new Response(children.at(-1)!.stdout).text();
-  // pipefail: the pipeline fails if any stage fails. The first one to fail is the cause; the
-  // others are then stopped at once, so their ends are our doing, not failures to report.
+  // pipefail: the pipeline fails if any stage fails, even a grep that selects no line (exit 1).
+  // The first to fail is the cause; the others are stopped at once, their ends are not reported.
   let failure = "";
   await Promise.all(children.map(async (child, index) => {
     const { success, code, signal } = await child.status;
@@ -91,7 +91,7 @@ async function parent(lines: number, pattern: string): Promise<number> {
     const shStart = performance.now();
     const sh = await new Deno.Command("sh", { args: ["-c", script], stdin: "null" }).output();
     const shSeconds = seconds(shStart), shOut = new TextDecoder().decode(sh.stdout).trim();
-    if (!sh.success || shOut !== ours.output) return fail(`sh -c: ${shOut}, code ${sh.code}`);
+    if (!sh.success || shOut !== ours.output) return fail(`sh printed ${shOut}, code ${sh.code}`);
     say(`sh -c runs the same pipeline and prints ${shOut}`);
     say(`Deno pipeline: ${denoSeconds} s, sh -c: ${shSeconds} s`);
     // A middle stage that crashes while stage 1 would write forever: the run ends all the same
