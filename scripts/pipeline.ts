@@ -71,9 +71,8 @@ export async function runPipeline(stages: Stage[]): Promise<{ output: string; fa
   return { output: (await output).trim(), failure };
 }
 
-// No signal handler is needed: Ctrl-C reaches every stage (a terminal signals its whole
-// foreground process group), and when the parent alone is killed, its pipe ends close: stage 1
-// gets a broken pipe, `grep` and `wc` see EOF and end. No stage is left blocked.
+// No signal handler: Ctrl-C reaches every stage (a terminal signals its foreground group), and if
+// the parent alone is killed, its pipe ends close: stage 1 gets a broken pipe, the others EOF.
 async function parent(lines: number, pattern: string): Promise<number> {
   const say = (text: string) => writeAll(Deno.stdout, encoder.encode(text + "\n"));
   const seconds = (since: number) => ((performance.now() - since) / 1000).toFixed(2);
@@ -84,8 +83,8 @@ async function parent(lines: number, pattern: string): Promise<number> {
     const denoSeconds = seconds(denoStart);
     if (ours.failure !== "") return fail(ours.failure);
     say(`  and prints ${ours.output}`);
-    // The same words through `sh -c`, where the kernel joins the stages, without our copies.
-    // Each word is single-quoted (a `'` in it as `'\''`), so sh takes it as it is.
+    // The same words through `sh -c`, where the kernel joins the stages: no copies in between, so
+    // sh is a little faster. Each word is single-quoted (a `'` as `'\''`): sh takes it as it is.
     const quote = (word: string) => `'${word.replaceAll("'", `'\\''`)}'`;
     const script = stages.map((stage) => stage.argv.map(quote).join(" ")).join(" | ");
     const shStart = performance.now();
@@ -215,6 +214,7 @@ if (import.meta.main && Deno.args[0] === "--child") {
   child(Number(Deno.args[1]));
 } else if (import.meta.main) {
   requireDeno();
+  if (Deno.build.os === "windows") Deno.exit(fail("needs sh, grep, wc: use Linux or macOS"));
   const options = await readOptions(USAGE, { lines: 1_000_000, pattern: "7" });
   Deno.exit(await parent(options.lines, options.pattern));
 }

@@ -291,6 +291,30 @@ Deno.test("stage 1 alone prints 1 to N in batches, and stops quietly when its re
   assert.equal(status.code, 0);
 });
 
+Deno.test("on Windows (faked): one line, exit 1, nothing started", async () => {
+  // A preload module shows the lesson another `Deno.build.os`, as tests/plumbing_test.ts fakes
+  // an old Deno.
+  const preload = await Deno.makeTempFile({ prefix: "fake_os_", suffix: ".ts" });
+  try {
+    await Deno.writeTextFile(
+      preload,
+      `const real = Deno;
+const build = { ...real.build, os: "windows" };
+const get = (target: typeof Deno, key: string | symbol) =>
+  key === "build" ? build : Reflect.get(target, key);
+Object.defineProperty(globalThis, "Deno", { value: new Proxy(real, { get }) });
+`,
+    );
+    const args = ["run", "--preload", preload, ...headerRunFlags(NAME), scriptPath(NAME)];
+    const result = await runDeno(args);
+    assert.equal(result.stderr, "error: needs sh, grep, wc: use Linux or macOS\n");
+    assert.equal(result.code, 1);
+    assert.equal(result.stdout, "");
+  } finally {
+    await Deno.remove(preload);
+  }
+});
+
 for (
   const [args, problem] of [
     [["--lines", "-1"], /--lines/],
