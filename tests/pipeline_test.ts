@@ -60,6 +60,17 @@ async function ending(process: Deno.ChildProcess, stdout: ReturnType<typeof line
   return { stderr, code: status.code, stdout: rest };
 }
 
+/** What `sh -c <script>` prints, trimmed: for reading /proc, which Deno's permissions guard. */
+async function shOutput(script: string): Promise<string> {
+  const { stdout } = await new Deno.Command("sh", {
+    args: ["-c", script],
+    stdout: "piped",
+    stderr: "null",
+    signal: AbortSignal.timeout(10_000),
+  }).output();
+  return new TextDecoder().decode(stdout).trim();
+}
+
 async function assertAllGone(pids: number[]): Promise<void> {
   for (const pid of pids) assert.equal(await alive(pid), false, `stage ${pid} still runs`);
 }
@@ -148,17 +159,6 @@ Deno.test("a last stage that crashes while grep has nothing to write: the kill s
   await assertAllGone(stagePids(start));
 });
 
-/** What `sh -c <script>` prints, trimmed: for reading /proc, which Deno's permissions guard. */
-async function shOutput(script: string): Promise<string> {
-  const { stdout } = await new Deno.Command("sh", {
-    args: ["-c", script],
-    stdout: "piped",
-    stderr: "null",
-    signal: AbortSignal.timeout(10_000),
-  }).output();
-  return new TextDecoder().decode(stdout).trim();
-}
-
 Deno.test("backpressure: a stage that stops reading stops stage 1 in its write, nothing piles up", async () => {
   // Stage 2 never reads its stdin. Once the pipe into it is full, the parent's copy waits, the
   // pipe out of stage 1 fills, and stage 1 sleeps in the kernel in its write (`wchan`, one line
@@ -211,11 +211,7 @@ Deno.test("a program that is not installed: one line, exit 1, stage 1 stopped", 
   // once stderr has ended, so stage 1, already started, has been stopped.
   await withTempDir("pipeline_path_", async (dir) => {
     for (const program of ["wc", "sh"]) {
-      const where = await new Deno.Command("sh", {
-        args: ["-c", `command -v ${program}`],
-        stdout: "piped",
-      }).output();
-      await Deno.symlink(new TextDecoder().decode(where.stdout).trim(), `${dir}/${program}`);
+      await Deno.symlink(await shOutput(`command -v ${program}`), `${dir}/${program}`);
     }
     await Deno.symlink(Deno.execPath(), `${dir}/deno`);
     const result = await runScript(NAME, ["--lines", "0"], { env: { PATH: dir } });
