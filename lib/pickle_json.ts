@@ -1,10 +1,10 @@
 /**
  * A pickle whose output is JSON: `dumps` and `loads` like Python's pickle, `register` like
  * copyreg, and stream helpers that send one value per line (`PickleWriter`, `readPickles`).
- * Dates, Maps, Sets, BigInt, NaN, -0, undefined, typed arrays, errors, shared objects, cycles and
- * registered class instances come back equal. Unlike pickle, `loads` is safe on hostile input:
- * it never runs code from the data and fails only with `PickleError`. The format is described in
- * docs/pickle_format.md.
+ * Dates, Temporal values, Maps, Sets, BigInt, NaN, -0, undefined, typed arrays, errors, shared
+ * objects, cycles and registered class instances come back equal. Unlike pickle, `loads` is safe
+ * on hostile input: it never runs code from the data and fails only with `PickleError`. The
+ * format is described in docs/pickle_format.md.
  *
  * ```ts
  * import { dumps, loads } from "./lib/pickle_json.ts";
@@ -152,6 +152,121 @@ const errorNames = new Map<object, string>(
 );
 // Own properties an Error keeps non-enumerable; stored in their own fields.
 const errorFields = ["message", "stack", "cause", "errors"] as const;
+
+// Temporal (ES2026; in Deno 2.9 without a flag), used only where this runtime has it. A value is
+// stored as the ISO 8601 string its toString() writes and its from() reads, except where that
+// string loses something: a PlainYearMonth's reference day and a PlainMonthDay's reference year
+// (so they are written with their whole reference date, calendarName "always"), and a
+// Duration's fields (PT1.5S reads as 1 second and 500 milliseconds, not 1500 milliseconds: so a
+// dict of its non-zero fields). Reading gets only strings and numbers: no code can run.
+
+/** How one Temporal type is written ("v" of its tag) and read back (throws when "v" is bad). */
+interface TemporalType {
+  tag: string;
+  prototype: object;
+  write: (value: never) => unknown;
+  read: (v: unknown) => object;
+}
+
+const durationFields = [
+  "years",
+  "months",
+  "weeks",
+  "days",
+  "hours",
+  "minutes",
+  "seconds",
+  "milliseconds",
+  "microseconds",
+  "nanoseconds",
+] as const;
+
+function isoString(v: unknown): string {
+  if (typeof v !== "string") throw new TypeError('"v" must be a string');
+  return v;
+}
+
+/** The Temporal types of this runtime, by tag ("Temporal.Instant"...). */
+function temporalTypes(T: typeof Temporal): TemporalType[] {
+  const plain = <V extends object>(
+    name: string,
+    type: { prototype: V; from(text: string): V },
+  ): TemporalType => ({
+    tag: `Temporal.${name}`,
+    prototype: type.prototype,
+    write: (value: V) => String(value),
+    read: (v) => type.from(isoString(v)),
+  });
+  // A whole reference date ("2020-01-15[u-ca=iso8601]"), as a PlainDate and its ISO fields.
+  const referenceDate = (v: unknown) => {
+    const date = T.PlainDate.from(isoString(v));
+    return { calendar: date.calendarId, iso: date.withCalendar("iso8601") };
+  };
+  const always = { calendarName: "always" } as const;
+  return [
+    plain("Instant", T.Instant),
+    plain("ZonedDateTime", T.ZonedDateTime),
+    plain("PlainDate", T.PlainDate),
+    plain("PlainTime", T.PlainTime),
+    plain("PlainDateTime", T.PlainDateTime),
+    {
+      tag: "Temporal.PlainYearMonth",
+      prototype: T.PlainYearMonth.prototype,
+      write: (value: Temporal.PlainYearMonth) => value.toString(always),
+      read: (v) => {
+        const { calendar, iso } = referenceDate(v);
+        return new T.PlainYearMonth(iso.year, iso.month, calendar, iso.day);
+      },
+    },
+    {
+      tag: "Temporal.PlainMonthDay",
+      prototype: T.PlainMonthDay.prototype,
+      write: (value: Temporal.PlainMonthDay) => value.toString(always),
+      read: (v) => {
+        const { calendar, iso } = referenceDate(v);
+        return new T.PlainMonthDay(iso.month, iso.day, calendar, iso.year);
+      },
+    },
+    {
+      tag: "Temporal.Duration",
+      prototype: T.Duration.prototype,
+      write: durationDict,
+      read: (v) => new T.Duration(...durationFieldsOf(v)),
+    },
+  ];
+}
+
+/** A Duration's non-zero fields, e.g. {"hours":1,"milliseconds":1500}. */
+function durationDict(duration: Temporal.Duration): Record<string, number> {
+  const dict: Record<string, number> = {};
+  for (const field of durationFields) {
+    if (duration[field] !== 0) dict[field] = duration[field];
+  }
+  return dict;
+}
+
+/** The ten fields of a Duration dict, in the constructor's order (0 for a missing one). */
+function durationFieldsOf(v: unknown): number[] {
+  if (typeof v !== "object" || v === null || Array.isArray(v)) {
+    throw new TypeError('"v" must be an object');
+  }
+  const dict = v as Record<string, unknown>;
+  for (const key of Object.keys(dict)) {
+    if (!(durationFields as readonly string[]).includes(key)) {
+      throw new TypeError(`${JSON.stringify(key.slice(0, 100))} is not a Duration field`);
+    }
+    if (typeof dict[key] !== "number") throw new TypeError(`"${key}" must be a number`);
+  }
+  return durationFields.map((field) => Object.hasOwn(dict, field) ? dict[field] as number : 0);
+}
+
+const temporal = (globalThis as { Temporal?: typeof Temporal }).Temporal;
+const temporalByTag = new Map<string, TemporalType>();
+const temporalByPrototype = new Map<object, TemporalType>();
+for (const type of temporal ? temporalTypes(temporal) : []) {
+  temporalByTag.set(type.tag, type);
+  temporalByPrototype.set(type.prototype, type);
+}
 
 // Tags of values with no contents, shared by every pickle (JSON.stringify may meet one twice).
 const specialNumbers = new Map<string, number>([
@@ -589,6 +704,12 @@ class Encoder {
     if (prototype === URL.prototype) return stringNode("URL", id, (value as URL).href);
     if (prototype === URLSearchParams.prototype) {
       return stringNode("URLSearchParams", id, String(value));
+    }
+    const temporalType = temporalByPrototype.get(prototype);
+    if (temporalType !== undefined) {
+      const node = tagged(temporalType.tag, id);
+      node.v = temporalType.write(value as never);
+      return node;
     }
     const entry = classesByPrototype.get(prototype);
     if (entry !== undefined) return this.instance(value, entry, id);
@@ -1214,6 +1335,11 @@ class Reviver {
     if (Type !== undefined) return this.error(node, id, Type);
     const TypedArray = typedArrays.get(tag as string);
     if (TypedArray !== undefined) return this.typedArray(node, id, TypedArray);
+    const temporalType = temporalByTag.get(tag as string);
+    if (temporalType !== undefined) return this.temporal(node, id, temporalType);
+    if (typeof tag === "string" && tag.startsWith("Temporal.") && temporal === undefined) {
+      this.fail(`${tag.slice(0, 100)}: this runtime has no Temporal`);
+    }
     return this.fail(`unknown tag ${JSON.stringify(tag)?.slice(0, 100)}`);
   }
 
@@ -1305,6 +1431,16 @@ class Reviver {
     }
     const view = new TypedArray(buffer, node.byteOffset as number, node.length as number);
     return this.defined(id, view);
+  }
+
+  temporal(node: Record<string, unknown>, id: unknown, type: TemporalType): object {
+    let value: object;
+    try {
+      value = type.read(node.v);
+    } catch (error) {
+      this.fail(`bad ${type.tag}: ${oneLine((error as Error)?.message)}`);
+    }
+    return this.defined(id, value!);
   }
 
   url(node: Record<string, unknown>, id: unknown): URL {

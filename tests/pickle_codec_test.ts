@@ -102,6 +102,10 @@ export function assertSameGraph(actual: unknown, expected: unknown): void {
       if ((a as URL).href !== e.href) fail("URL differs");
     } else if (e instanceof URLSearchParams) {
       if (String(a) !== String(e)) fail("URLSearchParams differs");
+    } else if (isTemporal(e)) {
+      if (temporalFingerprint(a) !== temporalFingerprint(e)) {
+        fail(`Temporal differs: ${temporalFingerprint(a)} vs ${temporalFingerprint(e)}`);
+      }
     }
     if (Array.isArray(e)) {
       if (!Array.isArray(a) || a.length !== e.length) fail("array length differs");
@@ -121,6 +125,72 @@ export function assertSameGraph(actual: unknown, expected: unknown): void {
     }
   };
   walk(actual, expected, "$");
+}
+
+const temporalTypes = [
+  Temporal.Instant,
+  Temporal.ZonedDateTime,
+  Temporal.PlainDate,
+  Temporal.PlainTime,
+  Temporal.PlainDateTime,
+  Temporal.PlainYearMonth,
+  Temporal.PlainMonthDay,
+  Temporal.Duration,
+];
+const isTemporal = (value: object) =>
+  temporalTypes.some((type) => Object.getPrototypeOf(value) === type.prototype);
+
+/**
+ * Everything that tells two Temporal values apart: the string with the calendar and the whole
+ * reference date (a PlainYearMonth's day, a PlainMonthDay's year), a Duration's ten fields.
+ */
+function temporalFingerprint(value: unknown): string {
+  if (value instanceof Temporal.Duration) {
+    return JSON.stringify([
+      value.years,
+      value.months,
+      value.weeks,
+      value.days,
+      value.hours,
+      value.minutes,
+      value.seconds,
+      value.milliseconds,
+      value.microseconds,
+      value.nanoseconds,
+    ]);
+  }
+  if (value instanceof Temporal.Instant || value instanceof Temporal.PlainTime) {
+    return value.toString();
+  }
+  return (value as Temporal.PlainDate).toString({ calendarName: "always" });
+}
+
+/** One value of each Temporal type, and the cases their default strings would lose. */
+function temporalSamples(): Record<string, unknown> {
+  return {
+    instant: Temporal.Instant.from("2020-01-01T00:00:00.123456789Z"),
+    zoned: Temporal.ZonedDateTime.from("2021-03-14T03:30:00-04:00[America/New_York]"),
+    zonedLmt: Temporal.ZonedDateTime.from("1900-01-01T00:00:00+00:09:21[Europe/Paris]"),
+    zonedJapanese: Temporal.ZonedDateTime.from("2019-05-01T00:00+09:00[Asia/Tokyo][u-ca=japanese]"),
+    plainDate: Temporal.PlainDate.from("2024-02-29"),
+    hebrewDate: Temporal.PlainDate.from("2020-01-01[u-ca=hebrew]"),
+    plainTime: Temporal.PlainTime.from("23:59:59.999999999"),
+    plainDateTime: Temporal.PlainDateTime.from("-271821-04-20T00:00"),
+    yearMonth: Temporal.PlainYearMonth.from("2020-01"),
+    yearMonthDay15: new Temporal.PlainYearMonth(2020, 1, "iso8601", 15),
+    hebrewYearMonth: Temporal.PlainYearMonth.from({
+      year: 5784,
+      monthCode: "M05L",
+      calendar: "hebrew",
+    }),
+    monthDay: Temporal.PlainMonthDay.from("12-25"),
+    leapDay1980: new Temporal.PlainMonthDay(2, 29, "iso8601", 1980),
+    hebrewMonthDay: Temporal.PlainMonthDay.from({ monthCode: "M12", day: 25, calendar: "hebrew" }),
+    duration: Temporal.Duration.from("P1Y2M3W4DT5H6M7.008009010S"),
+    unbalanced: Temporal.Duration.from({ minutes: 90, milliseconds: 1500 }), // not PT1M30.5S
+    negative: Temporal.Duration.from({ days: -1, nanoseconds: -9e15 }),
+    zero: new Temporal.Duration(),
+  };
 }
 
 const roundTrip = <T>(value: T): T => loads(dumps(value)) as T;
@@ -235,6 +305,7 @@ function samples(): Record<string, unknown> {
     point: new Point(3, 4),
     temperature: new Temperature(300),
     tree: new Tree("root"),
+    ...temporalSamples(),
   };
 }
 
@@ -305,6 +376,94 @@ Deno.test("plain JSON data is stored as itself, only what JSON cannot say is tag
     '{"pickle":1,"value":{"when":{"$":"Date","v":0},"n":1}}',
   );
   assert.equal(dumps("\u2028").includes("\u2028"), false, "U+2028 is escaped on the wire");
+});
+
+Deno.test("Temporal values come back of their type, equal, with calendar and reference date", () => {
+  for (const [name, value] of Object.entries(temporalSamples())) {
+    const back = roundTrip(value);
+    assert.equal(Object.getPrototypeOf(back), Object.getPrototypeOf(value), name);
+    assert.equal(temporalFingerprint(back), temporalFingerprint(value), name);
+    if (!(value instanceof Temporal.Duration)) {
+      assert.ok((value as Temporal.PlainDate).equals(back as Temporal.PlainDate), name);
+    }
+  }
+  const instant = Temporal.Instant.fromEpochMilliseconds(0);
+  assert.equal(
+    dumps(instant),
+    '{"pickle":1,"value":{"$":"Temporal.Instant","v":"1970-01-01T00:00:00Z"}}',
+  );
+  const [a, b] = roundTrip([instant, instant]); // one object, as for any other type
+  assert.equal(a, b);
+  // What each type's default string loses is kept: the reference day, the unbalanced fields.
+  const yearMonth = roundTrip(new Temporal.PlainYearMonth(2020, 1, "iso8601", 15));
+  assert.equal(yearMonth.toString({ calendarName: "always" }), "2020-01-15[u-ca=iso8601]");
+  const duration = roundTrip(Temporal.Duration.from({ milliseconds: 1500 }));
+  assert.deepEqual([duration.seconds, duration.milliseconds], [0, 1500]);
+});
+
+Deno.test("Temporal: bad strings and fields are refused with PickleError, naming the type", () => {
+  const bad: [string, RegExp][] = [
+    ['{"$":"Temporal.Instant","v":"yesterday"}', /bad Temporal.Instant/],
+    ['{"$":"Temporal.Instant","v":"2020-01-01T00:00:00"}', /bad Temporal.Instant/], // no offset
+    ['{"$":"Temporal.Instant","v":0}', /"v" must be a string/],
+    ['{"$":"Temporal.Instant"}', /"v" must be a string/],
+    ['{"$":"Temporal.ZonedDateTime","v":"2020-01-01T00:00:00+05:00[Europe/Paris]"}', /Zoned/],
+    ['{"$":"Temporal.ZonedDateTime","v":"2020-01-01T00:00:00[Mars/Olympus]"}', /Zoned/],
+    ['{"$":"Temporal.ZonedDateTime","v":"2020-01-01T00:00:00Z"}', /Zoned/], // no time zone
+    ['{"$":"Temporal.PlainDate","v":"2021-02-29"}', /PlainDate/],
+    ['{"$":"Temporal.PlainDate","v":"2020-01-01[u-ca=martian]"}', /PlainDate/],
+    ['{"$":"Temporal.PlainDate","v":["2020-01-01"]}', /must be a string/],
+    ['{"$":"Temporal.PlainTime","v":"25:00"}', /PlainTime/],
+    ['{"$":"Temporal.PlainDateTime","v":"+275760-09-14T00:00"}', /PlainDateTime/], // past the end
+    ['{"$":"Temporal.PlainYearMonth","v":"2020-13-01[u-ca=iso8601]"}', /PlainYearMonth/],
+    ['{"$":"Temporal.PlainYearMonth","v":"2020-01"}', /PlainYearMonth/], // no reference day
+    ['{"$":"Temporal.PlainMonthDay","v":"12-25"}', /PlainMonthDay/], // no reference year
+    ['{"$":"Temporal.PlainMonthDay","v":{"month":12,"day":25}}', /must be a string/],
+    ['{"$":"Temporal.Duration","v":"PT1H"}', /"v" must be an object/],
+    ['{"$":"Temporal.Duration","v":{"hours":1,"minutes":-1}}', /Duration/], // mixed signs
+    ['{"$":"Temporal.Duration","v":{"hours":1.5}}', /Duration/],
+    ['{"$":"Temporal.Duration","v":{"hours":"1"}}', /"hours" must be a number/],
+    ['{"$":"Temporal.Duration","v":{"__proto__":1}}', /not a Duration field/],
+    ['{"$":"Temporal.Duration","v":{"constructor":1}}', /not a Duration field/],
+    ['{"$":"Temporal.Duration","v":{"years":1e300}}', /Duration/],
+    ['{"$":"Temporal.Now","v":""}', /unknown tag/],
+    ['{"$":"Temporal.Instant.prototype","v":""}', /unknown tag/],
+  ];
+  for (const [node, problem] of bad) {
+    const text = `{"pickle":1,"value":${node}}`;
+    assert.throws(() => loads(text), (error: unknown) => {
+      assert.ok(error instanceof PickleError, `${node}: ${error}`);
+      assert.match(error.message, problem, node);
+      assert.ok(!error.message.includes("\n"), "a one-line message");
+      return true;
+    });
+  }
+  assertPrototypesUntouched();
+});
+
+Deno.test("where the runtime has no Temporal, the codec loads and refuses Temporal tags plainly", async () => {
+  // The codec looks Temporal up once, when it is imported: so remove it first, then import.
+  const code = `delete globalThis.Temporal;
+const { dumps, loads } = await import(${
+    JSON.stringify(new URL("../lib/pickle_json.ts", import.meta.url).href)
+  });
+console.log(dumps(new Date(0)));
+try { loads('{"pickle":1,"value":{"$":"Temporal.Instant","v":"1970-01-01T00:00:00Z"}}'); }
+catch (error) { console.log(error.name, error.message); }`;
+  const command = new Deno.Command(Deno.execPath(), {
+    args: ["eval", code],
+    stdout: "piped",
+    stderr: "piped",
+    signal: AbortSignal.timeout(20_000),
+  });
+  const { code: exitCode, stdout, stderr } = await command.output();
+  const decoder = new TextDecoder();
+  assert.equal(exitCode, 0, decoder.decode(stderr));
+  assert.equal(
+    decoder.decode(stdout),
+    '{"pickle":1,"value":{"$":"Date","v":0}}\n' +
+      "PickleError at $: Temporal.Instant: this runtime has no Temporal\n",
+  );
 });
 
 Deno.test("shared references and cycles come back shared, anywhere in the graph", () => {
@@ -703,6 +862,7 @@ function randomGraph(random: () => number): unknown {
       () => new RegExp(pick(["a+", "(b)", "[\\u2028]"]), pick(["", "g", "iu", "dgimsy"])),
       () => new URL(pick(["https://a.b/c?d#e", "file:///x", "data:,hi"])),
       () => new URLSearchParams(pick(["a=1", "", "x=%20&x=2"])),
+      () => pick(Object.values(temporalSamples())),
     ])();
   const build = (depth: number): unknown => {
     if (depth > 4 || random() < 0.3) {
@@ -827,6 +987,12 @@ function randomJson(random: () => number, depth = 0): unknown {
     "AggregateError",
     "URL",
     "URLSearchParams",
+    "Temporal.Instant",
+    "Temporal.ZonedDateTime",
+    "Temporal.PlainDate",
+    "Temporal.PlainYearMonth",
+    "Temporal.PlainMonthDay",
+    "Temporal.Duration",
     "class",
     "__proto__",
     "constructor",
@@ -848,6 +1014,8 @@ function randomJson(random: () => number, depth = 0): unknown {
       "__proto__",
       "demo.Point",
       "test.Tree",
+      "2020-01-01[u-ca=iso8601]",
+      "1970-01-01T00:00Z",
       pick(tags),
     ]);
   if (depth > 3 || random() < 0.4) return scalar();

@@ -258,6 +258,20 @@ export function hostileCases(): HostileCase[] {
       text: listOf(10, (i) => `{"$":"BigInt","v":"-${hex(i, 100_000)}"}`),
     },
     {
+      name: "Temporal.ZonedDateTimes (20,000)",
+      text: listOf(
+        20_000,
+        (i) =>
+          `{"$":"Temporal.ZonedDateTime","v":"2020-01-01T00:00:${
+            String(i % 60).padStart(2, "0")
+          }.5+01:00[Europe/Paris]"}`,
+      ),
+    },
+    {
+      name: "Temporal.Durations (20,000)",
+      text: listOf(20_000, (i) => `{"$":"Temporal.Duration","v":{"hours":${i},"nanoseconds":1}}`),
+    },
+    {
       name: "Errors (1,000)",
       text: listOf(1_000, (i) => `{"$":"Error","message":"e${i}"}`),
     },
