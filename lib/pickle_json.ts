@@ -994,7 +994,7 @@ function loadsText(text: string, options: LoadsOptions | undefined): unknown {
   if (text.length > maxLength) {
     throw new PickleError(`pickle longer than maxLength (${maxLength})`);
   }
-  const root = parseBody(text);
+  const root = parseJson(text);
   if (isEnvelope(root)) return openEnvelope(root, options);
   // A tag is an object with a "$" key, which JSON spells "$" or "\u0024". A text with neither
   // $" nor \u0024 in it (most messages) holds no tag: it is returned as JSON.parse built it,
@@ -1032,9 +1032,9 @@ function openEnvelope(top: Record<string, unknown>, options: LoadsOptions | unde
   return revive(top.value, limitsOf(options));
 }
 
-function parseBody(body: string): unknown {
+function parseJson(text: string): unknown {
   try {
-    return JSON.parse(body);
+    return JSON.parse(text);
   } catch (error) {
     throw new PickleError(`not a pickle: ${oneLine((error as Error).message)}`);
   }
