@@ -1,10 +1,10 @@
 /**
  * A pickle whose output is JSON: `dumps` and `loads` like Python's pickle, `register` like
  * copyreg, and stream helpers that send one value per line (`PickleWriter`, `readPickles`).
- * Dates, Maps, Sets, BigInt, NaN, -0, undefined, typed arrays, errors, shared objects, cycles and
- * registered class instances come back equal. Unlike pickle, `loads` is safe on hostile input:
- * it never runs code from the data and fails only with `PickleError`. The format is described in
- * docs/pickle_format.md.
+ * Dates, Temporal values, Maps, Sets, BigInt, NaN, -0, undefined, typed arrays, errors, shared
+ * objects, cycles and registered class instances come back equal. Unlike pickle, `loads` is safe
+ * on hostile input: it never runs code from the data and fails only with `PickleError`. The
+ * format is described in docs/pickle_format.md.
  *
  * ```ts
  * import { dumps, loads } from "./lib/pickle_json.ts";
@@ -14,8 +14,8 @@
  * @module
  */
 
-/** The format version `dumps` writes and the only one `loads` reads. */
-export const PICKLE_VERSION = 1;
+/** The format version `dumps` writes; `loads` reads it and version 1. */
+export const PICKLE_VERSION = 2;
 
 /** The only error `loads` throws, and what `dumps` throws for a value it cannot store. */
 export class PickleError extends Error {
@@ -32,8 +32,8 @@ export interface DumpsOptions {
 /** Limits for {@link loads} and {@link readPickles}; the defaults are safe for hostile input. */
 export interface LoadsOptions {
   /**
-   * Deepest nesting of tagged nodes rebuilt (default 10,000). A "json" body is returned as
-   * JSON.parse built it: that parser is iterative, so no depth can crash loads.
+   * Deepest nesting of tagged nodes rebuilt (default 10,000). A pickle without a "$" key is
+   * returned as JSON.parse built it: that parser is iterative, so no depth can crash loads.
    */
   maxDepth?: number;
   /** Longest pickle text read, in UTF-16 code units (default 64 Mi). */
@@ -153,6 +153,121 @@ const errorNames = new Map<object, string>(
 // Own properties an Error keeps non-enumerable; stored in their own fields.
 const errorFields = ["message", "stack", "cause", "errors"] as const;
 
+// Temporal (ES2026; in Deno 2.9 without a flag), used only where this runtime has it. A value is
+// stored as the ISO 8601 string its toString() writes and its from() reads, except where that
+// string loses something: a PlainYearMonth's reference day and a PlainMonthDay's reference year
+// (so they are written with their whole reference date, calendarName "always"), and a
+// Duration's fields (PT1.5S reads as 1 second and 500 milliseconds, not 1500 milliseconds: so a
+// dict of its non-zero fields). Reading gets only strings and numbers: no code can run.
+
+/** How one Temporal type is written ("v" of its tag) and read back (throws when "v" is bad). */
+interface TemporalType {
+  tag: string;
+  prototype: object;
+  write: (value: never) => unknown;
+  read: (v: unknown) => object;
+}
+
+const durationFields = [
+  "years",
+  "months",
+  "weeks",
+  "days",
+  "hours",
+  "minutes",
+  "seconds",
+  "milliseconds",
+  "microseconds",
+  "nanoseconds",
+] as const;
+
+function isoString(v: unknown): string {
+  if (typeof v !== "string") throw new TypeError('"v" must be a string');
+  return v;
+}
+
+/** The Temporal types of this runtime, by tag ("Temporal.Instant"...). */
+function temporalTypes(T: typeof Temporal): TemporalType[] {
+  const plain = <V extends object>(
+    name: string,
+    type: { prototype: V; from(text: string): V },
+  ): TemporalType => ({
+    tag: `Temporal.${name}`,
+    prototype: type.prototype,
+    write: (value: V) => String(value),
+    read: (v) => type.from(isoString(v)),
+  });
+  // A whole reference date ("2020-01-15[u-ca=iso8601]"), as a PlainDate and its ISO fields.
+  const referenceDate = (v: unknown) => {
+    const date = T.PlainDate.from(isoString(v));
+    return { calendar: date.calendarId, iso: date.withCalendar("iso8601") };
+  };
+  const always = { calendarName: "always" } as const;
+  return [
+    plain("Instant", T.Instant),
+    plain("ZonedDateTime", T.ZonedDateTime),
+    plain("PlainDate", T.PlainDate),
+    plain("PlainTime", T.PlainTime),
+    plain("PlainDateTime", T.PlainDateTime),
+    {
+      tag: "Temporal.PlainYearMonth",
+      prototype: T.PlainYearMonth.prototype,
+      write: (value: Temporal.PlainYearMonth) => value.toString(always),
+      read: (v) => {
+        const { calendar, iso } = referenceDate(v);
+        return new T.PlainYearMonth(iso.year, iso.month, calendar, iso.day);
+      },
+    },
+    {
+      tag: "Temporal.PlainMonthDay",
+      prototype: T.PlainMonthDay.prototype,
+      write: (value: Temporal.PlainMonthDay) => value.toString(always),
+      read: (v) => {
+        const { calendar, iso } = referenceDate(v);
+        return new T.PlainMonthDay(iso.month, iso.day, calendar, iso.year);
+      },
+    },
+    {
+      tag: "Temporal.Duration",
+      prototype: T.Duration.prototype,
+      write: durationDict,
+      read: (v) => new T.Duration(...durationFieldsOf(v)),
+    },
+  ];
+}
+
+/** A Duration's non-zero fields, e.g. {"hours":1,"milliseconds":1500}. */
+function durationDict(duration: Temporal.Duration): Record<string, number> {
+  const dict: Record<string, number> = {};
+  for (const field of durationFields) {
+    if (duration[field] !== 0) dict[field] = duration[field];
+  }
+  return dict;
+}
+
+/** The ten fields of a Duration dict, in the constructor's order (0 for a missing one). */
+function durationFieldsOf(v: unknown): number[] {
+  if (typeof v !== "object" || v === null || Array.isArray(v)) {
+    throw new TypeError('"v" must be an object');
+  }
+  const dict = v as Record<string, unknown>;
+  for (const key of Object.keys(dict)) {
+    if (!(durationFields as readonly string[]).includes(key)) {
+      throw new TypeError(`${JSON.stringify(key.slice(0, 100))} is not a Duration field`);
+    }
+    if (typeof dict[key] !== "number") throw new TypeError(`"${key}" must be a number`);
+  }
+  return durationFields.map((field) => Object.hasOwn(dict, field) ? dict[field] as number : 0);
+}
+
+const temporal = (globalThis as { Temporal?: typeof Temporal }).Temporal;
+const temporalByTag = new Map<string, TemporalType>();
+const temporalByPrototype = new Map<object, TemporalType>();
+for (const type of temporal ? temporalTypes(temporal) : []) {
+  temporalByTag.set(type.tag, type);
+  temporalByPrototype.set(type.prototype, type);
+}
+
 // Tags of values with no contents, shared by every pickle (JSON.stringify may meet one twice).
 const specialNumbers = new Map<string, number>([
   ["NaN", NaN],
@@ -164,7 +279,8 @@ const undefinedNode = { $: "undefined" };
 
 // ---------------------------------------------------------------------------------------------
 // dumps. Most values are plain data, so a quick check comes first: when the value holds only
-// JSON-safe things (no tags, no object met twice), JSON.stringify writes it as it is. Otherwise
+// JSON-safe things (no tags, no object met twice), JSON.stringify writes it as it is, and that
+// JSON is the whole pickle (format version 2 has no envelope around it). Otherwise
 // one iterative depth-first walk (an explicit stack, so 100,000 levels cannot overflow the call
 // stack) checks every value and builds the tagged copy. Plain objects and arrays are copied
 // only when something inside them needs a tag (copy on write). A walk that meets an object
@@ -179,14 +295,14 @@ export function dumps(value: unknown, options?: DumpsOptions): string {
   let text: string;
   try {
     if (isPlainJson(value, maxDepth)) {
-      text = `{"pickle":1,"json":${JSON.stringify(value)}}`;
+      text = JSON.stringify(value);
     } else {
       const shared = new Set<object>();
       let node = new Encoder(maxDepth, null, shared).run(value);
       if (shared.size > 0) {
         node = new Encoder(maxDepth, shared, shared).run(value);
       }
-      text = `{"pickle":1,"value":${JSON.stringify(node)}}`;
+      text = JSON.stringify(node);
     }
   } catch (error) {
     if (error instanceof PickleError) throw error;
@@ -210,21 +326,37 @@ let spare: { seen: Set<object>; stack: object[]; depths: number[] } | null = {
 /**
  * True when JSON.stringify would write the value exactly: only plain objects (no "$" key),
  * dense arrays without extra properties, strings, booleans, null and finite numbers other
- * than -0, with no object met twice and no deeper than maxDepth.
+ * than -0, with no object met twice and no deeper than maxDepth; and at the top, not an object
+ * with a "pickle" key (which loads would take for an envelope).
  */
 function isPlainJson(root: unknown, maxDepth: number): boolean {
   if (typeof root !== "object" || root === null) return isPlainPrimitive(root);
+  if (Object.hasOwn(root, ENVELOPE_KEY)) return false;
   // The most common message, one plain object of primitives, needs no bookkeeping.
   if (Object.getPrototypeOf(root) === Object.prototype && maxDepth >= 1) {
-    let flat = true;
-    for (const key in root) {
-      if (key === "$") return false;
-      const item = (root as Record<string, unknown>)[key];
-      if (typeof item === "object" && item !== null) flat = false;
-      else if (!isPlainPrimitive(item)) return false;
-    }
-    if (flat) return true;
+    const flat = isFlatPlainJson(root as Record<string, unknown>);
+    if (flat !== undefined) return flat;
   }
+  return isPlainJsonTree(root, maxDepth);
+}
+
+/**
+ * For a plain object: true when its values are all primitives JSON.stringify writes exactly,
+ * false when one is not or it has a "$" key, undefined when it holds objects (to be walked).
+ */
+function isFlatPlainJson(root: Record<string, unknown>): boolean | undefined {
+  let flat = true;
+  for (const key in root) {
+    if (key === "$") return false;
+    const item = root[key];
+    if (typeof item === "object" && item !== null) flat = false;
+    else if (!isPlainPrimitive(item)) return false;
+  }
+  return flat ? true : undefined;
+}
+
+/** isPlainJson of an object, walked depth first with an explicit stack. */
+function isPlainJsonTree(root: object, maxDepth: number): boolean {
   const work = spare ?? { seen: new Set(), stack: [], depths: [] };
   spare = null;
   const { seen, stack, depths } = work;
@@ -381,6 +513,40 @@ function isDense(array: unknown[]): boolean {
   return true;
 }
 
+/** A frame whose items are encoded into a copy of `source`, made on the first item that changes. */
+function copyFrame(
+  fill: typeof Fill.Array | typeof Fill.Object,
+  source: unknown[] | Record<string, unknown>,
+  names: string[] | null,
+  id: number | undefined,
+  wrap: boolean,
+): EncodeFrame {
+  const length = names === null ? (source as unknown[]).length : names.length;
+  return new EncodeFrame(fill, source, names, length, source, id, wrap);
+}
+
+/** A frame that encodes `items` into `node`, a node built beforehand (its id already in it). */
+function nodeFrame(
+  fill: Fill,
+  items: unknown[],
+  node: Record<string, unknown>,
+  names: string[] | null = null,
+  hidden = 0,
+  instance: object | null = null,
+): EncodeFrame {
+  return new EncodeFrame(
+    fill,
+    items,
+    names,
+    items.length,
+    node,
+    undefined,
+    false,
+    hidden,
+    instance,
+  );
+}
+
 /**
  * One walk. `shared` null: the first walk, which adds to `found` the objects it meets more than
  * once (its result is then thrown away). `shared` given: the second walk, giving them ids.
@@ -391,6 +557,7 @@ class Encoder {
   ids = new Map<object, number>(); // second walk: the ids given so far
   reducing = new Set<object>(); // instances whose reduce()d state is being walked
   flatKey: string | null = null; // the key objectInline is encoding, for error paths
+  root: unknown = undefined; // the value of the whole walk
 
   constructor(
     readonly maxDepth: number,
@@ -403,8 +570,10 @@ class Encoder {
     throw new PickleError(`${encodePath(this.stack)}${last}: ${message}`);
   }
 
+  /** The walk: encodes the root, then the items of each frame pushed, until none is left. */
   run(root: unknown): unknown {
     const stack = this.stack;
+    this.root = root;
     let result = this.value(root);
     while (result === PENDING) {
       const frame = stack[stack.length - 1];
@@ -426,6 +595,7 @@ class Encoder {
     return result;
   }
 
+  /** The node of any value, or PENDING when a frame was pushed to encode its contents. */
   value(value: unknown): unknown {
     switch (typeof value) {
       case "string":
@@ -440,11 +610,7 @@ class Encoder {
       case "undefined":
         return undefinedNode;
       case "bigint":
-        // In hexadecimal ("0x1f", "-0x1f"): V8 reads and writes it in linear time, decimal not.
-        return {
-          $: "BigInt",
-          v: value < 0n ? `-0x${(-value).toString(16)}` : `0x${value.toString(16)}`,
-        };
+        return bigIntNode(value);
       case "object":
         return value === null ? null : this.object(value);
       case "function":
@@ -465,21 +631,14 @@ class Encoder {
   /** A frame that encodes own enumerable properties into `node.v`. */
   dict(node: Record<string, unknown>, value: object): symbol {
     const names = Object.keys(value);
-    const dict = {};
-    node.v = dict;
-    return this.push(
-      new EncodeFrame(
-        Fill.Dict,
-        valuesOf(value, names),
-        names,
-        names.length,
-        node,
-        undefined,
-        false,
-      ),
-    );
+    node.v = {};
+    return this.push(nodeFrame(Fill.Dict, valuesOf(value, names), node, names));
   }
 
+  /**
+   * The node of an object: a ref when it was met before (second walk), else its type's node,
+   * with an id when it is shared.
+   */
   object(value: object): unknown {
     let id: number | undefined;
     if (this.shared === null) {
@@ -490,203 +649,146 @@ class Encoder {
       this.seen.add(value);
     } else if (this.shared.has(value)) {
       const known = this.ids.get(value);
-      if (known !== undefined) {
-        if (this.reducing.has(value)) {
-          this.fail(
-            "a cycle back into an object being reduce()d cannot be restored",
-          );
-        }
-        return { $: "ref", id: known };
-      }
+      if (known !== undefined) return this.reference(value, known);
       id = this.ids.size;
       this.ids.set(value, id);
     }
-
     const prototype = Object.getPrototypeOf(value);
     if (prototype === Object.prototype) {
-      const names = Object.keys(value);
-      // A plain object with a "$" key would read as a tag: wrap it, as a shared one is.
-      const wrap = id !== undefined || Object.hasOwn(value, "$");
-      if (this.flatKey === null) {
-        return this.objectInline(value as Record<string, unknown>, names, id, wrap);
-      }
-      return this.push(
-        new EncodeFrame(
-          Fill.Object,
-          value as Record<string, unknown>,
-          names,
-          names.length,
-          value,
-          id,
-          wrap,
-        ),
-      );
+      return this.plainObject(value as Record<string, unknown>, id);
     }
-    if (Array.isArray(value) && prototype === Array.prototype) {
-      // Holes and extra properties: JSON would lose them, so such an array is a dict.
-      if (!isDense(value) || Object.keys(value).length !== value.length) {
-        const node = tagged("Array", id);
-        node.length = value.length;
-        return this.dict(node, value);
-      }
-      if (id === undefined && value.every(isPlainPrimitive)) return value; // no frame needed
-      return this.push(
-        new EncodeFrame(
-          Fill.Array,
-          value,
-          null,
-          value.length,
-          value,
-          id,
-          id !== undefined,
-        ),
-      );
+    if (Array.isArray(value) && prototype === Array.prototype) return this.array(value, id);
+    return this.builtin(value, prototype, id);
+  }
+
+  /** `{"$":"ref","id":n}` for an object met before, unless it is its own reduce()d state. */
+  reference(value: object, id: number): unknown {
+    if (this.reducing.has(value)) {
+      this.fail("a cycle back into an object being reduce()d cannot be restored");
     }
+    return { $: "ref", id };
+  }
+
+  plainObject(value: Record<string, unknown>, id: number | undefined): unknown {
+    const names = Object.keys(value);
+    // A plain object with a "$" key would read as a tag, and one at the top with a "pickle" key
+    // as an envelope: wrap it, as a shared one is.
+    const wrap = id !== undefined || Object.hasOwn(value, "$") ||
+      (value === this.root && Object.hasOwn(value, ENVELOPE_KEY));
+    if (this.flatKey === null) return this.objectInline(value, names, id, wrap);
+    return this.push(copyFrame(Fill.Object, value, names, id, wrap));
+  }
+
+  array(value: unknown[], id: number | undefined): unknown {
+    // Holes and extra properties: JSON would lose them, so such an array is a dict.
+    if (!isDense(value) || Object.keys(value).length !== value.length) {
+      const node = tagged("Array", id);
+      node.length = value.length;
+      return this.dict(node, value);
+    }
+    if (id === undefined && value.every(isPlainPrimitive)) return value; // no frame needed
+    return this.push(copyFrame(Fill.Array, value, null, id, id !== undefined));
+  }
+
+  /** The node of an object that is neither a plain object nor an array, by its prototype. */
+  builtin(value: object, prototype: object | null, id: number | undefined): unknown {
     if (prototype === null) {
       const node = tagged("Object", id);
       node.proto = null;
       return this.dict(node, value);
     }
-    if (prototype === Date.prototype) {
-      // Milliseconds since 1970-01-01 UTC: exact, and 50 times faster than toISOString.
-      const time = (value as Date).getTime();
-      const v = Number.isNaN(time) ? null : time;
-      return id === undefined ? { $: "Date", v } : { $: "Date", id, v };
-    }
-    if (prototype === Map.prototype) {
-      const map = value as Map<unknown, unknown>;
-      const pairs: unknown[][] = [];
-      for (const entry of map) pairs.push(entry); // a fresh [key, value] each: 3x faster than [...map]
-      const node = id === undefined ? { $: "Map", v: pairs } : { $: "Map", id, v: pairs };
-      let plain = true; // only JSON primitives: the pairs are the node, no frame needed
-      for (let i = 0; i < pairs.length && plain; i++) {
-        plain = isPlainPrimitive(pairs[i][0]) && isPlainPrimitive(pairs[i][1]);
-      }
-      if (plain) return node;
-      const items = pairs.flat(); // encoded into the pairs, which the frame fills in
-      return this.push(
-        new EncodeFrame(
-          Fill.Pairs,
-          items,
-          null,
-          items.length,
-          node,
-          undefined,
-          false,
-        ),
-      );
-    }
-    if (prototype === Set.prototype) {
-      const items = [...(value as Set<unknown>)];
-      if (id === undefined && items.every(isPlainPrimitive)) return { $: "Set", v: items };
-      const node = tagged("Set", id);
-      node.v = new Array(items.length);
-      return this.push(
-        new EncodeFrame(
-          Fill.List,
-          items,
-          null,
-          items.length,
-          node,
-          undefined,
-          false,
-        ),
-      );
-    }
-    if (prototype === RegExp.prototype) {
-      const regexp = value as RegExp;
-      const node = tagged("RegExp", id);
-      node.source = regexp.source;
-      node.flags = regexp.flags;
-      const lastIndex = regexp.lastIndex; // may be set to anything; a finite number is kept
-      if (
-        typeof lastIndex === "number" && Number.isFinite(lastIndex) &&
-        lastIndex !== 0
-      ) {
-        node.lastIndex = lastIndex;
-      }
-      return node;
-    }
-    if (prototype === ArrayBuffer.prototype) {
-      const buffer = value as ArrayBuffer;
-      if (buffer.detached) {
-        this.fail("a detached ArrayBuffer cannot be pickled");
-      }
-      const node = tagged("ArrayBuffer", id);
-      node.v = new Uint8Array(buffer).toBase64();
-      if (buffer.resizable) node.maxByteLength = buffer.maxByteLength;
-      return node;
-    }
+    if (prototype === Date.prototype) return dateNode(value as Date, id);
+    if (prototype === Map.prototype) return this.map(value as Map<unknown, unknown>, id);
+    if (prototype === Set.prototype) return this.set(value as Set<unknown>, id);
+    if (prototype === RegExp.prototype) return regExpNode(value as RegExp, id);
+    if (prototype === ArrayBuffer.prototype) return this.arrayBuffer(value as ArrayBuffer, id);
     const typedName = typedArrayNames.get(prototype);
     if (typedName !== undefined || prototype === DataView.prototype) {
-      // The buffer is a node of its own, so views of one buffer share it after loads.
-      const view = value as DataView | Uint8Array;
-      if (!(view.buffer instanceof ArrayBuffer)) {
-        this.fail("a view of a SharedArrayBuffer cannot be pickled");
-      }
-      const node = tagged(typedName ?? "DataView", id);
-      node.buffer = this.object(view.buffer);
-      node.byteOffset = view.byteOffset;
-      if (typedName) node.length = (view as Uint8Array).length;
-      else node.byteLength = view.byteLength;
-      return node;
+      return this.view(value as DataView | Uint8Array, typedName, id);
     }
     const errorName = errorNames.get(prototype);
-    if (errorName !== undefined) {
-      // message, stack, cause and errors are own non-enumerable properties: each one present
-      // becomes a field of the node; other own enumerable properties (code...) go in "v".
-      const present: string[] = errorFields.filter((field) =>
-        Object.hasOwn(value, field) && !Object.prototype.propertyIsEnumerable.call(value, field)
-      );
-      const extra = Object.keys(value); // (error.cause = x makes an enumerable one: kept so)
-      const names = [...present, ...extra];
-      const node = tagged(errorName, id);
-      if (extra.length > 0) node.v = {};
-      return this.push(
-        new EncodeFrame(
-          Fill.Error,
-          valuesOf(value, names),
-          names,
-          names.length,
-          node,
-          undefined,
-          false,
-          present.length,
-        ),
-      );
-    }
-    if (prototype === URL.prototype) {
-      const node = tagged("URL", id);
-      node.v = (value as URL).href;
-      return node;
-    }
+    if (errorName !== undefined) return this.error(value as Error, errorName, id);
+    if (prototype === URL.prototype) return stringNode("URL", id, (value as URL).href);
     if (prototype === URLSearchParams.prototype) {
-      const node = tagged("URLSearchParams", id);
-      node.v = String(value);
+      return stringNode("URLSearchParams", id, String(value));
+    }
+    const temporalType = temporalByPrototype.get(prototype);
+    if (temporalType !== undefined) {
+      const node = tagged(temporalType.tag, id);
+      node.v = temporalType.write(value as never);
       return node;
     }
     const entry = classesByPrototype.get(prototype);
-    if (entry !== undefined) {
-      const node = tagged("class", id);
-      node.name = entry.name;
-      if (!entry.reduce) return this.dict(node, value);
-      const state = (entry.reduce as (instance: object) => unknown)(value);
-      this.reducing.add(value);
-      return this.push(
-        new EncodeFrame(
-          Fill.State,
-          [state],
-          null,
-          1,
-          node,
-          undefined,
-          false,
-          0,
-          value,
-        ),
-      );
-    }
+    if (entry !== undefined) return this.instance(value, entry, id);
     return this.fail(describe(value));
+  }
+
+  map(map: Map<unknown, unknown>, id: number | undefined): unknown {
+    const pairs: unknown[][] = [];
+    for (const entry of map) pairs.push(entry); // a fresh [key, value] each: 3x faster than [...map]
+    const node = id === undefined ? { $: "Map", v: pairs } : { $: "Map", id, v: pairs };
+    let plain = true; // only JSON primitives: the pairs are the node, no frame needed
+    for (let i = 0; i < pairs.length && plain; i++) {
+      plain = isPlainPrimitive(pairs[i][0]) && isPlainPrimitive(pairs[i][1]);
+    }
+    if (plain) return node;
+    // Encoded into the pairs, which the frame fills in.
+    return this.push(nodeFrame(Fill.Pairs, pairs.flat(), node));
+  }
+
+  set(set: Set<unknown>, id: number | undefined): unknown {
+    const items = [...set];
+    if (id === undefined && items.every(isPlainPrimitive)) return { $: "Set", v: items };
+    const node = tagged("Set", id);
+    node.v = new Array(items.length);
+    return this.push(nodeFrame(Fill.List, items, node));
+  }
+
+  arrayBuffer(buffer: ArrayBuffer, id: number | undefined): unknown {
+    if (buffer.detached) this.fail("a detached ArrayBuffer cannot be pickled");
+    const node = tagged("ArrayBuffer", id);
+    node.v = new Uint8Array(buffer).toBase64();
+    if (buffer.resizable) node.maxByteLength = buffer.maxByteLength;
+    return node;
+  }
+
+  /** A typed array (`typedName`) or a DataView (no typedName). */
+  view(view: DataView | Uint8Array, typedName: string | undefined, id: number | undefined) {
+    if (!(view.buffer instanceof ArrayBuffer)) {
+      this.fail("a view of a SharedArrayBuffer cannot be pickled");
+    }
+    const node = tagged(typedName ?? "DataView", id);
+    // The buffer is a node of its own, so views of one buffer share it after loads.
+    node.buffer = this.object(view.buffer);
+    node.byteOffset = view.byteOffset;
+    if (typedName) node.length = (view as Uint8Array).length;
+    else node.byteLength = view.byteLength;
+    return node;
+  }
+
+  error(error: Error, errorName: string, id: number | undefined): unknown {
+    // message, stack, cause and errors are own non-enumerable properties: each one present
+    // becomes a field of the node; other own enumerable properties (code...) go in "v".
+    const present: string[] = errorFields.filter((field) =>
+      Object.hasOwn(error, field) && !Object.prototype.propertyIsEnumerable.call(error, field)
+    );
+    const extra = Object.keys(error); // (error.cause = x makes an enumerable one: kept so)
+    const names = [...present, ...extra];
+    const node = tagged(errorName, id);
+    if (extra.length > 0) node.v = {};
+    return this.push(
+      nodeFrame(Fill.Error, valuesOf(error, names), node, names, present.length),
+    );
+  }
+
+  /** An instance of a registered class: its own properties, or its reduce()d state. */
+  instance(value: object, entry: ClassEntry, id: number | undefined): unknown {
+    const node = tagged("class", id);
+    node.name = entry.name;
+    if (!entry.reduce) return this.dict(node, value);
+    const state = (entry.reduce as (instance: object) => unknown)(value);
+    this.reducing.add(value);
+    return this.push(nodeFrame(Fill.State, [state], node, null, 0, value));
   }
 
   /**
@@ -710,7 +812,8 @@ class Encoder {
       const encoded = this.value(item);
       this.flatKey = null;
       if (encoded === PENDING) {
-        const frame = new EncodeFrame(Fill.Object, value, names, names.length, out, id, wrap);
+        const frame = copyFrame(Fill.Object, value, names, id, wrap);
+        frame.out = out;
         frame.index = i + 1;
         frame.current = item;
         this.stack.splice(this.stack.length - 1, 0, frame);
@@ -724,10 +827,7 @@ class Encoder {
         setData(out, names[i], encoded);
       }
     }
-    if (!wrap) return out;
-    const node = tagged("Object", id);
-    node.v = out;
-    return node;
+    return wrap ? objectNode(id, out) : out;
   }
 
   /** Stores an encoded item in the frame that asked for it. */
@@ -737,16 +837,7 @@ class Encoder {
     switch (frame.fill) {
       case Fill.Array:
       case Fill.Object:
-        if (encoded === frame.current) return; // unchanged: no copy needed
-        if (frame.out === frame.source) {
-          frame.out = frame.fill === Fill.Array
-            ? (frame.source as unknown[]).slice()
-            : { ...frame.source };
-        }
-        if (frame.fill === Fill.Array) {
-          (frame.out as unknown[])[index] = encoded;
-        } else setData(frame.out as object, frame.names![index], encoded);
-        return;
+        return copyOnWrite(frame, index, encoded);
       case Fill.List:
         (node.v as unknown[])[index] = encoded;
         return;
@@ -765,16 +856,67 @@ class Encoder {
     }
   }
 
+  /** The node of a frame whose items are all encoded. */
   finish(frame: EncodeFrame): unknown {
     if (frame.instance) this.reducing.delete(frame.instance);
     if (!frame.wrap) return frame.out;
-    const node = tagged(
-      frame.fill === Fill.Array ? "Array" : "Object",
-      frame.id,
-    );
+    const node = tagged(frame.fill === Fill.Array ? "Array" : "Object", frame.id);
     node.v = frame.out;
     return node;
   }
+}
+
+/** Stores an item of an Array or Object frame, copying the source the first time one changes. */
+function copyOnWrite(frame: EncodeFrame, index: number, encoded: unknown): void {
+  if (encoded === frame.current) return; // unchanged: no copy needed
+  if (frame.out === frame.source) {
+    frame.out = frame.fill === Fill.Array
+      ? (frame.source as unknown[]).slice()
+      : { ...frame.source };
+  }
+  if (frame.fill === Fill.Array) {
+    (frame.out as unknown[])[index] = encoded;
+  } else setData(frame.out as object, frame.names![index], encoded);
+}
+
+/** `{"$":"Object","v":dict}`, with an id when the object is shared. */
+function objectNode(id: number | undefined, dict: unknown): Record<string, unknown> {
+  const node = tagged("Object", id);
+  node.v = dict;
+  return node;
+}
+
+/** In hexadecimal ("0x1f", "-0x1f"): V8 reads and writes it in linear time, decimal not. */
+function bigIntNode(value: bigint): Record<string, unknown> {
+  return {
+    $: "BigInt",
+    v: value < 0n ? `-0x${(-value).toString(16)}` : `0x${value.toString(16)}`,
+  };
+}
+
+/** Milliseconds since 1970-01-01 UTC: exact, and 50 times faster than toISOString. */
+function dateNode(date: Date, id: number | undefined): Record<string, unknown> {
+  const time = date.getTime();
+  const v = Number.isNaN(time) ? null : time;
+  return id === undefined ? { $: "Date", v } : { $: "Date", id, v };
+}
+
+function regExpNode(regexp: RegExp, id: number | undefined): Record<string, unknown> {
+  const node = tagged("RegExp", id);
+  node.source = regexp.source;
+  node.flags = regexp.flags;
+  const lastIndex = regexp.lastIndex; // may be set to anything; a finite number is kept
+  if (typeof lastIndex === "number" && Number.isFinite(lastIndex) && lastIndex !== 0) {
+    node.lastIndex = lastIndex;
+  }
+  return node;
+}
+
+/** A tag whose value is one string in "v" (a URL's href...). */
+function stringNode(tag: string, id: number | undefined, v: string): Record<string, unknown> {
+  const node = tagged(tag, id);
+  node.v = v;
+  return node;
 }
 
 function valuesOf(value: object, names: string[]): unknown[] {
@@ -842,8 +984,9 @@ export function loads(text: string, options?: LoadsOptions): unknown {
   }
 }
 
-const JSON_PREFIX = '{"pickle":1,"json":';
-const VALUE_PREFIX = '{"pickle":1,"value":';
+// The envelope of format version 1, `{"pickle":1,"json":...}` or `{"pickle":1,"value":...}`: a
+// top-level object without "$" and with this key. Version 2 writes none, but reads it.
+const ENVELOPE_KEY = "pickle";
 
 function loadsText(text: string, options: LoadsOptions | undefined): unknown {
   if (typeof text !== "string") throw new PickleError("a pickle is a string");
@@ -851,42 +994,37 @@ function loadsText(text: string, options: LoadsOptions | undefined): unknown {
   if (text.length > maxLength) {
     throw new PickleError(`pickle longer than maxLength (${maxLength})`);
   }
-  // The envelope as dumps writes it: parse only the body (a JSON text too, when the whole is).
-  // It saves building the envelope object, a good part of the cost of a small message.
-  if (text.endsWith("}")) {
-    if (text.startsWith(JSON_PREFIX)) {
-      return parseBody(text.slice(JSON_PREFIX.length, -1));
-    }
-    if (text.startsWith(VALUE_PREFIX)) {
-      const body = parseBody(text.slice(VALUE_PREFIX.length, -1));
-      return revive(body, limitsOf(options));
-    }
-  }
-  // Any other spelling of the envelope (spaces, key order, a newer version): the long way.
-  let top: Record<string, unknown>;
-  try {
-    top = JSON.parse(text);
-  } catch (error) {
-    throw new PickleError(`not a pickle: ${oneLine((error as Error).message)}`);
-  }
-  if (
-    typeof top !== "object" || top === null || top.pickle !== PICKLE_VERSION
-  ) {
-    const version = top?.pickle;
+  const root = parseJson(text);
+  if (isEnvelope(root)) return openEnvelope(root, options);
+  // A tag is an object with a "$" key, which JSON spells "$" or "\u0024". A text with neither
+  // $" nor \u0024 in it (most messages) holds no tag: it is returned as JSON.parse built it,
+  // walked by no one. (Searching for '"$"' would cost a third of JSON.parse: quotes are
+  // everywhere in JSON; '$"' is found at memchr speed.)
+  if (!text.includes('$"') && !text.includes("\\u0024")) return root;
+  return revive(root, limitsOf(options));
+}
+
+function isEnvelope(root: unknown): root is Record<string, unknown> {
+  return typeof root === "object" && root !== null && !Array.isArray(root) &&
+    Object.hasOwn(root, ENVELOPE_KEY) && !Object.hasOwn(root, "$");
+}
+
+/**
+ * `{"pickle": 1 or 2, "json": <JSON taken literally>}` or `{"pickle": 1 or 2, "value": <node>}`,
+ * as version 1 wrote them; a later version will write its number there.
+ */
+function openEnvelope(top: Record<string, unknown>, options: LoadsOptions | undefined): unknown {
+  const version = top[ENVELOPE_KEY];
+  if (version !== 1 && version !== PICKLE_VERSION) {
     throw new PickleError(
       Number.isInteger(version) && (version as number) > PICKLE_VERSION
         ? `pickle version ${version} is newer than this reader (version ${PICKLE_VERSION})`
-        : 'not a pickle: no {"pickle": 1, ...} envelope',
+        : 'not a pickle: an object with a "pickle" key is an envelope, and its version is 1 or 2',
     );
   }
   const body = Object.hasOwn(top, "json") ? "json" : "value";
-  if (
-    Array.isArray(top) || !Object.hasOwn(top, "pickle") ||
-    !Object.hasOwn(top, body) || Object.keys(top).length !== 2
-  ) {
-    throw new PickleError(
-      'not a pickle: expected {"pickle": 1, "json" or "value": ...}',
-    );
+  if (!Object.hasOwn(top, body) || Object.keys(top).length !== 2) {
+    throw new PickleError('not a pickle: expected {"pickle": 1, "json" or "value": ...}');
   }
   // "json": stored as itself. JSON.parse is iterative in V8 (any depth is safe for loads) and
   // nothing in it is rebuilt, so it is returned as parsed.
@@ -894,9 +1032,9 @@ function loadsText(text: string, options: LoadsOptions | undefined): unknown {
   return revive(top.value, limitsOf(options));
 }
 
-function parseBody(body: string): unknown {
+function parseJson(text: string): unknown {
   try {
-    return JSON.parse(body);
+    return JSON.parse(text);
   } catch (error) {
     throw new PickleError(`not a pickle: ${oneLine((error as Error).message)}`);
   }
@@ -956,48 +1094,95 @@ const isIndex = (value: unknown, max = 2 ** 32 - 1): value is number =>
   Number.isSafeInteger(value) && (value as number) >= 0 &&
   (value as number) <= max;
 
-function revive(root: unknown, limits: Required<LoadsOptions>): unknown {
-  const stack: ReviveFrame[] = [];
-  const ids = new Map<number, unknown>();
-
-  const fail = (message: string): never => {
-    const steps = stack.map((frame) => {
-      const index = frame.index - 1;
-      switch (frame.kind) {
-        case Revive.Array:
-          return `[${index}]`;
-        case Revive.Object:
-          return `[${JSON.stringify(frame.keys![index])}]`;
-        case Revive.Map:
-          return `.entries()[${index >> 1}][${index & 1}]`;
-        case Revive.Set:
-          return `.values()[${index}]`;
-        case Revive.Entries:
-        case Revive.Assign:
-          return `[${JSON.stringify(frame.names![index])}]`;
-        default:
-          return "<state>";
-      }
-    });
-    if (inlineKey !== null) steps.push(`[${JSON.stringify(inlineKey)}]`);
-    if (steps.length > 40) {
-      steps.splice(10, steps.length - 20, `...(${steps.length - 20} more)...`);
+/** `$[0]["name"]`: the path of the node being rebuilt, from the frames and objectInline's key. */
+function revivePath(stack: ReviveFrame[], inlineKey: string | null): string {
+  const steps = stack.map((frame) => {
+    const index = frame.index - 1;
+    switch (frame.kind) {
+      case Revive.Array:
+        return `[${index}]`;
+      case Revive.Object:
+        return `[${JSON.stringify(frame.keys![index])}]`;
+      case Revive.Map:
+        return `.entries()[${index >> 1}][${index & 1}]`;
+      case Revive.Set:
+        return `.values()[${index}]`;
+      case Revive.Entries:
+      case Revive.Assign:
+        return `[${JSON.stringify(frame.names![index])}]`;
+      default:
+        return "<state>";
     }
-    throw new PickleError(`at $${steps.join("")}: ${message}`);
-  };
-  let inlineKey: string | null = null; // the key objectInline is rebuilding, for error paths
+  });
+  if (inlineKey !== null) steps.push(`[${JSON.stringify(inlineKey)}]`);
+  if (steps.length > 40) {
+    steps.splice(10, steps.length - 20, `...(${steps.length - 20} more)...`);
+  }
+  return "$" + steps.join("");
+}
 
-  const push = (
+/** Rebuilds the value of a parsed tagged node. */
+function revive(root: unknown, limits: Required<LoadsOptions>): unknown {
+  return new Reviver(limits).run(root);
+}
+
+/**
+ * One walk over a parsed node, iterative like the Encoder's (an explicit stack of frames, so
+ * no depth overflows the call stack). A node that holds objects pushes a frame; the walk takes
+ * the frame on top, rebuilds its next item, and when the frame is done hands its value to the
+ * frame below.
+ */
+class Reviver {
+  stack: ReviveFrame[] = [];
+  ids = new Map<number, unknown>();
+  inlineKey: string | null = null; // the key objectInline is rebuilding, for error paths
+  bufferBytes = 0; // of every ArrayBuffer so far, checked against maxBufferBytes
+
+  constructor(readonly limits: Required<LoadsOptions>) {}
+
+  fail(message: string): never {
+    throw new PickleError(`at ${revivePath(this.stack, this.inlineKey)}: ${message}`);
+  }
+
+  /** The walk: rebuilds the root, then the items of each frame pushed, until none is left. */
+  run(root: unknown): unknown {
+    const stack = this.stack;
+    let result = this.node(root);
+    while (result === PENDING) {
+      const frame = stack[stack.length - 1];
+      if (frame.index < frame.length) {
+        const node = frame.keys === null
+          ? (frame.source as unknown[])[frame.index]
+          : (frame.source as Record<string, unknown>)[frame.keys[frame.index]];
+        frame.index++;
+        // JSON primitives stand for themselves; in place, they are already where they belong.
+        if (typeof node !== "object" || node === null) {
+          if (frame.kind > Revive.Object) this.put(frame, node);
+          continue;
+        }
+        const value = this.node(node);
+        if (value !== PENDING) this.put(frame, value);
+        continue;
+      }
+      stack.pop();
+      const value = this.finish(frame);
+      if (stack.length === 0) result = value;
+      else this.put(stack[stack.length - 1], value);
+    }
+    return result;
+  }
+
+  push(
     kind: Revive,
     source: unknown[] | Record<string, unknown>,
     target: unknown,
     more?: Partial<ReviveFrame>,
-  ): symbol => {
-    if (stack.length >= limits.maxDepth) {
-      fail(`nested deeper than maxDepth (${limits.maxDepth})`);
+  ): symbol {
+    if (this.stack.length >= this.limits.maxDepth) {
+      this.fail(`nested deeper than maxDepth (${this.limits.maxDepth})`);
     }
     const keys = kind === Revive.Object ? Object.keys(source) : null;
-    stack.push({
+    this.stack.push({
       kind,
       source,
       keys,
@@ -1011,64 +1196,105 @@ function revive(root: unknown, limits: Required<LoadsOptions>): unknown {
       id: more?.id,
     });
     return PENDING;
-  };
+  }
 
-  // An object node's "id": a whole number not seen before. Recorded before the node's
-  // contents are rebuilt, so a reference inside them (a cycle) finds it.
-  const define = (id: unknown, value: unknown): void => {
+  /**
+   * An object node's "id": a whole number not seen before. Recorded before the node's
+   * contents are rebuilt, so a reference inside them (a cycle) finds it.
+   */
+  define(id: unknown, value: unknown): void {
     if (id === undefined) return;
     if (!isIndex(id, Number.MAX_SAFE_INTEGER)) {
-      fail(`bad id ${JSON.stringify(id)}`);
+      this.fail(`bad id ${JSON.stringify(id)}`);
     }
-    if (ids.has(id as number)) fail(`id ${id} defined twice`);
-    ids.set(id as number, value);
-  };
+    if (this.ids.has(id as number)) this.fail(`id ${id} defined twice`);
+    this.ids.set(id as number, value);
+  }
 
-  const dictOf = (node: Record<string, unknown>, field: string) => {
+  dictOf(node: Record<string, unknown>, field: string): Record<string, unknown> {
     const value = node[field];
     if (typeof value !== "object" || value === null || Array.isArray(value)) {
-      fail(`"${field}" must be an object`);
+      this.fail(`"${field}" must be an object`);
     }
     return value as Record<string, unknown>;
-  };
-  const stringOf = (node: Record<string, unknown>, field: string): string => {
+  }
+
+  stringOf(node: Record<string, unknown>, field: string): string {
     const value = node[field];
-    if (typeof value !== "string") fail(`"${field}" must be a string`);
+    if (typeof value !== "string") this.fail(`"${field}" must be a string`);
     return value as string;
-  };
+  }
 
-  let bufferBytes = 0; // of every ArrayBuffer so far, checked against maxBufferBytes
-  const chargeBuffer = (bytes: number): void => {
-    bufferBytes += bytes;
-    if (bufferBytes > limits.maxBufferBytes) {
-      fail(`ArrayBuffers larger than maxBufferBytes (${limits.maxBufferBytes}) in total`);
+  chargeBuffer(bytes: number): void {
+    this.bufferBytes += bytes;
+    if (this.bufferBytes > this.limits.maxBufferBytes) {
+      this.fail(`ArrayBuffers larger than maxBufferBytes (${this.limits.maxBufferBytes}) in total`);
     }
-  };
+  }
 
-  const entries = (
+  /** Defines `target` under `id`, then a frame that sets `names` on it from `nodes`. */
+  entries(
     target: object,
     id: unknown,
     names: string[],
     nodes: unknown[],
     hidden = 0,
     kind: Revive = Revive.Entries,
-  ): symbol => {
-    define(id, target);
-    return push(kind, nodes, target, { names, hidden });
-  };
+  ): symbol {
+    this.define(id, target);
+    return this.push(kind, nodes, target, { names, hidden });
+  }
 
-  const decodeBuffer = (node: unknown): ArrayBuffer => {
-    const tag = (node as Record<string, unknown> | null)?.$;
-    const buffer = tag === "ArrayBuffer" || tag === "ref"
-      ? decodeTag(node as Record<string, unknown>, tag)
-      : undefined;
-    if (!(buffer instanceof ArrayBuffer)) {
-      fail(`"buffer" must be an ArrayBuffer`);
+  /**
+   * A node: a JSON primitive is itself; an array or object holding only primitives is itself
+   * too (no frame needed); one holding objects gets a frame; an object with "$" is a tag.
+   */
+  node(node: unknown): unknown {
+    if (typeof node !== "object" || node === null) return node;
+    if (Array.isArray(node)) {
+      for (let i = 0; i < node.length; i++) {
+        const item = node[i];
+        if (typeof item === "object" && item !== null) {
+          return this.push(Revive.Array, node, node);
+        }
+      }
+      return node;
     }
-    return buffer as ArrayBuffer;
-  };
+    const tag = (node as Record<string, unknown>).$;
+    if (tag !== undefined) return this.tag(node as Record<string, unknown>, tag);
+    if (this.inlineKey !== null) {
+      return this.push(Revive.Object, node as Record<string, unknown>, node);
+    }
+    return this.objectInline(node as Record<string, unknown>);
+  }
 
-  const decodeTag = (node: Record<string, unknown>, tag: unknown): unknown => {
+  /**
+   * A plain object rebuilt without a frame of its own (a record of primitives, Dates, Maps...).
+   * When a value needs a frame (it pushed one), this object's frame is slipped in under it and
+   * the walk goes on as usual. One level at a time (inlineKey is set meanwhile): no recursion.
+   */
+  objectInline(node: Record<string, unknown>): unknown {
+    const keys = Object.keys(node);
+    for (let i = 0; i < keys.length; i++) {
+      const item = node[keys[i]];
+      if (typeof item !== "object" || item === null) continue;
+      this.inlineKey = keys[i];
+      const value = this.node(item);
+      this.inlineKey = null;
+      if (value === PENDING) {
+        const frame = this.stack.pop()!;
+        this.push(Revive.Object, node, node);
+        this.stack[this.stack.length - 1].index = i + 1;
+        this.stack.push(frame);
+        return PENDING;
+      }
+      if (value !== item) setData(node, keys[i], value);
+    }
+    return node;
+  }
+
+  /** A tag: the value it stands for, or PENDING when a frame was pushed for its contents. */
+  tag(node: Record<string, unknown>, tag: unknown): unknown {
     const id = node.id;
     switch (tag) {
       case "undefined":
@@ -1078,261 +1304,251 @@ function revive(root: unknown, limits: Required<LoadsOptions>): unknown {
       case "-Infinity":
       case "-0":
         return specialNumbers.get(tag);
-      case "BigInt": {
-        // "0x1f" or "-0x1f". BigInt() reads hexadecimal digits in linear time (decimal ones in
-        // superlinear time) and refuses any other character, but allows blanks around them: the
-        // checks of the first and last characters refuse those.
-        const text = stringOf(node, "v");
-        const negative = text.startsWith("-");
-        const hex = negative ? text.slice(1) : text;
-        if (!hex.startsWith("0x") || !isHexDigit(hex.charCodeAt(hex.length - 1))) {
-          fail("bad BigInt");
+      case "BigInt":
+        return this.bigInt(node);
+      case "ref":
+        if (!this.ids.has(id as number)) {
+          this.fail(`reference to an undefined id ${JSON.stringify(id)}`);
         }
-        let magnitude = 0n;
-        try {
-          magnitude = BigInt(hex);
-        } catch {
-          fail("bad BigInt");
-        }
-        return negative ? -magnitude : magnitude;
-      }
-      case "ref": {
-        if (!ids.has(id as number)) {
-          fail(`reference to an undefined id ${JSON.stringify(id)}`);
-        }
-        return ids.get(id as number);
-      }
-      case "Date": {
-        if (node.v !== null && typeof node.v !== "number") fail("bad Date");
-        const date = new Date(node.v === null ? NaN : node.v as number);
-        if (node.v !== null && Number.isNaN(date.getTime())) fail("bad Date");
-        define(id, date);
-        return date;
-      }
-      case "RegExp": {
-        const regexp = new RegExp(
-          stringOf(node, "source"),
-          stringOf(node, "flags"),
-        );
-        if (node.lastIndex !== undefined) {
-          if (typeof node.lastIndex !== "number") fail("bad lastIndex");
-          regexp.lastIndex = node.lastIndex as number;
-        }
-        define(id, regexp);
-        return regexp;
-      }
-      case "ArrayBuffer": {
-        const base64 = stringOf(node, "v");
-        const max = node.maxByteLength;
-        if (max !== undefined) {
-          if (!isIndex(max)) fail("bad maxByteLength");
-          chargeBuffer(Math.max(max as number, RESIZABLE_MIN_CHARGE));
-        }
-        const bytes = Uint8Array.fromBase64(base64);
-        if (max === undefined) chargeBuffer(bytes.length);
-        let buffer = bytes.buffer;
-        if (max !== undefined) {
-          if ((max as number) < bytes.length) fail("bad maxByteLength (less than the bytes)");
-          buffer = new ArrayBuffer(bytes.length, { maxByteLength: max as number });
-          new Uint8Array(buffer).set(bytes);
-        }
-        define(id, buffer);
-        return buffer;
-      }
-      case "DataView": {
-        const buffer = decodeBuffer(node.buffer);
-        if (!isIndex(node.byteOffset) || !isIndex(node.byteLength)) {
-          fail("bad DataView bounds");
-        }
-        const view = new DataView(
-          buffer,
-          node.byteOffset as number,
-          node.byteLength as number,
-        );
-        define(id, view);
-        return view;
-      }
-      case "URL": {
-        const url = URL.parse(stringOf(node, "v")); // null, not an exception, when invalid
-        if (url === null) fail("bad URL");
-        define(id, url);
-        return url;
-      }
-      case "URLSearchParams": {
-        const params = new URLSearchParams(stringOf(node, "v"));
-        define(id, params);
-        return params;
-      }
-      case "Object": {
-        const dict = dictOf(node, "v");
-        if (!Object.hasOwn(node, "proto")) {
-          define(id, dict); // rebuilt in place, like an untagged object
-          return push(Revive.Object, dict, dict);
-        }
-        if (node.proto !== null) fail('"proto" must be null');
-        const keys = Object.keys(dict);
-        const values = keys.map((key) => dict[key]);
-        return entries(Object.create(null), id, keys, values, 0, Revive.Assign);
-      }
-      case "Array": {
-        if (Array.isArray(node.v)) {
-          define(id, node.v);
-          return push(Revive.Array, node.v, node.v);
-        }
-        const dict = dictOf(node, "v");
-        if (!isIndex(node.length)) fail("bad Array length");
-        const keys = Object.keys(dict);
-        if (keys.includes("length")) {
-          fail('an Array\'s "length" is not a property');
-        }
-        const array = new Array(node.length as number);
-        return entries(array, id, keys, keys.map((key) => dict[key]), 0, Revive.Assign);
-      }
-      case "Map": {
-        const pairs = node.v;
-        if (!Array.isArray(pairs)) {
-          fail('"v" must be an array of [key, value] pairs');
-        }
-        let plain = true;
-        for (const pair of pairs as unknown[]) {
-          if (!Array.isArray(pair) || pair.length !== 2) {
-            fail("a Map entry must be [key, value]");
-          }
-          plain &&= allPrimitive(pair as unknown[]);
-        }
-        if (plain) {
-          const map = new Map(pairs as [unknown, unknown][]);
-          define(id, map);
-          return map;
-        }
-        const map = new Map();
-        define(id, map);
-        return push(Revive.Map, (pairs as unknown[]).flat(), map);
-      }
-      case "Set": {
-        if (!Array.isArray(node.v)) fail('"v" must be an array');
-        if (allPrimitive(node.v as unknown[])) {
-          const set = new Set(node.v as unknown[]);
-          define(id, set);
-          return set;
-        }
-        const set = new Set();
-        define(id, set);
-        return push(Revive.Set, node.v as unknown[], set);
-      }
-      case "class": {
-        const name = stringOf(node, "name");
-        const entry = classesByName.get(name);
-        if (entry === undefined) {
-          fail(`class ${JSON.stringify(name.slice(0, 100))} is not registered`);
-        }
-        if (entry!.restore) {
-          if (!Object.hasOwn(node, "state")) fail('"state" missing');
-          return push(Revive.Custom, [node.state], undefined, { entry, id });
-        }
-        const dict = dictOf(node, "v");
-        const keys = Object.keys(dict);
-        return entries(
-          Object.create(entry!.prototype),
-          id,
-          keys,
-          keys.map((key) => dict[key]),
-        );
-      }
+        return this.ids.get(id as number);
+      case "Date":
+        return this.date(node, id);
+      case "RegExp":
+        return this.regExp(node, id);
+      case "ArrayBuffer":
+        return this.arrayBuffer(node, id);
+      case "DataView":
+        return this.dataView(node, id);
+      case "URL":
+        return this.url(node, id);
+      case "URLSearchParams":
+        return this.defined(id, new URLSearchParams(this.stringOf(node, "v")));
+      case "Object":
+        return this.objectTag(node, id);
+      case "Array":
+        return this.arrayTag(node, id);
+      case "Map":
+        return this.map(node, id);
+      case "Set":
+        return this.set(node, id);
+      case "class":
+        return this.instance(node, id);
     }
     const Type = errorTypes.get(tag as string);
-    if (Type !== undefined) {
-      const present = errorFields.filter((field) => Object.hasOwn(node, field));
-      const error = blankError(Type, present.includes("stack"));
-      // The usual error needs no frame: no extra property, and fields that are their own value
-      // (a message, a stack, "errors" as an array of primitives...).
-      const final = (item: unknown) =>
-        !isObject(item) || (Array.isArray(item) && allPrimitive(item));
-      if (node.v === undefined && present.every((field) => final(node[field]))) {
-        define(id, error);
-        for (const field of present) {
-          hiddenField.value = node[field];
-          Object.defineProperty(error, field, hiddenField);
-        }
-        hiddenField.value = undefined;
-        return error;
-      }
-      const extra = node.v === undefined ? {} : dictOf(node, "v");
-      const names = [...present, ...Object.keys(extra)];
-      const nodes = names.map((name, i) => i < present.length ? node[name] : extra[name]);
-      return entries(error, id, names, nodes, present.length);
-    }
+    if (Type !== undefined) return this.error(node, id, Type);
     const TypedArray = typedArrays.get(tag as string);
-    if (TypedArray !== undefined) {
-      const buffer = decodeBuffer(node.buffer);
-      if (!isIndex(node.byteOffset) || !isIndex(node.length)) {
-        fail("bad typed array bounds");
+    if (TypedArray !== undefined) return this.typedArray(node, id, TypedArray);
+    const temporalType = temporalByTag.get(tag as string);
+    if (temporalType !== undefined) return this.temporal(node, id, temporalType);
+    if (typeof tag === "string" && tag.startsWith("Temporal.") && temporal === undefined) {
+      this.fail(`${tag.slice(0, 100)}: this runtime has no Temporal`);
+    }
+    return this.fail(`unknown tag ${JSON.stringify(tag)?.slice(0, 100)}`);
+  }
+
+  /** Defines a value made in one step under its id, and returns it. */
+  defined<T>(id: unknown, value: T): T {
+    this.define(id, value);
+    return value;
+  }
+
+  bigInt(node: Record<string, unknown>): bigint {
+    // "0x1f" or "-0x1f". BigInt() reads hexadecimal digits in linear time (decimal ones in
+    // superlinear time) and refuses any other character, but allows blanks around them: the
+    // checks of the first and last characters refuse those.
+    const text = this.stringOf(node, "v");
+    const negative = text.startsWith("-");
+    const hex = negative ? text.slice(1) : text;
+    if (!hex.startsWith("0x") || !isHexDigit(hex.charCodeAt(hex.length - 1))) {
+      this.fail("bad BigInt");
+    }
+    let magnitude = 0n;
+    try {
+      magnitude = BigInt(hex);
+    } catch {
+      this.fail("bad BigInt");
+    }
+    return negative ? -magnitude : magnitude;
+  }
+
+  date(node: Record<string, unknown>, id: unknown): Date {
+    if (node.v !== null && typeof node.v !== "number") this.fail("bad Date");
+    const date = new Date(node.v === null ? NaN : node.v as number);
+    if (node.v !== null && Number.isNaN(date.getTime())) this.fail("bad Date");
+    return this.defined(id, date);
+  }
+
+  regExp(node: Record<string, unknown>, id: unknown): RegExp {
+    const regexp = new RegExp(this.stringOf(node, "source"), this.stringOf(node, "flags"));
+    if (node.lastIndex !== undefined) {
+      if (typeof node.lastIndex !== "number") this.fail("bad lastIndex");
+      regexp.lastIndex = node.lastIndex as number;
+    }
+    return this.defined(id, regexp);
+  }
+
+  /** Base64 bytes; a resizable buffer (maxByteLength) counts as at least RESIZABLE_MIN_CHARGE. */
+  arrayBuffer(node: Record<string, unknown>, id: unknown): ArrayBuffer {
+    const base64 = this.stringOf(node, "v");
+    const max = node.maxByteLength;
+    if (max !== undefined) {
+      if (!isIndex(max)) this.fail("bad maxByteLength");
+      this.chargeBuffer(Math.max(max as number, RESIZABLE_MIN_CHARGE));
+    }
+    const bytes = Uint8Array.fromBase64(base64);
+    if (max === undefined) this.chargeBuffer(bytes.length);
+    let buffer = bytes.buffer;
+    if (max !== undefined) {
+      if ((max as number) < bytes.length) this.fail("bad maxByteLength (less than the bytes)");
+      buffer = new ArrayBuffer(bytes.length, { maxByteLength: max as number });
+      new Uint8Array(buffer).set(bytes);
+    }
+    return this.defined(id, buffer);
+  }
+
+  /** A view's "buffer": an "ArrayBuffer" tag or a "ref" to one, nothing else. */
+  buffer(node: unknown): ArrayBuffer {
+    const tag = (node as Record<string, unknown> | null)?.$;
+    const buffer = tag === "ArrayBuffer" || tag === "ref"
+      ? this.tag(node as Record<string, unknown>, tag)
+      : undefined;
+    if (!(buffer instanceof ArrayBuffer)) {
+      this.fail(`"buffer" must be an ArrayBuffer`);
+    }
+    return buffer as ArrayBuffer;
+  }
+
+  dataView(node: Record<string, unknown>, id: unknown): DataView {
+    const buffer = this.buffer(node.buffer);
+    if (!isIndex(node.byteOffset) || !isIndex(node.byteLength)) {
+      this.fail("bad DataView bounds");
+    }
+    const view = new DataView(buffer, node.byteOffset as number, node.byteLength as number);
+    return this.defined(id, view);
+  }
+
+  typedArray(node: Record<string, unknown>, id: unknown, TypedArray: TypedArrayConstructor) {
+    const buffer = this.buffer(node.buffer);
+    if (!isIndex(node.byteOffset) || !isIndex(node.length)) {
+      this.fail("bad typed array bounds");
+    }
+    const view = new TypedArray(buffer, node.byteOffset as number, node.length as number);
+    return this.defined(id, view);
+  }
+
+  temporal(node: Record<string, unknown>, id: unknown, type: TemporalType): object {
+    let value: object;
+    try {
+      value = type.read(node.v);
+    } catch (error) {
+      this.fail(`bad ${type.tag}: ${oneLine((error as Error)?.message)}`);
+    }
+    return this.defined(id, value!);
+  }
+
+  url(node: Record<string, unknown>, id: unknown): URL {
+    const url = URL.parse(this.stringOf(node, "v")); // null, not an exception, when invalid
+    if (url === null) this.fail("bad URL");
+    return this.defined(id, url!);
+  }
+
+  /** A wrapped plain object (a "$" key, or shared), or one with no prototype. */
+  objectTag(node: Record<string, unknown>, id: unknown): unknown {
+    const dict = this.dictOf(node, "v");
+    if (!Object.hasOwn(node, "proto")) {
+      this.define(id, dict); // rebuilt in place, like an untagged object
+      return this.push(Revive.Object, dict, dict);
+    }
+    if (node.proto !== null) this.fail('"proto" must be null');
+    const keys = Object.keys(dict);
+    const values = keys.map((key) => dict[key]);
+    return this.entries(Object.create(null), id, keys, values, 0, Revive.Assign);
+  }
+
+  /** A shared dense array (its items in "v"), or a sparse one (a dict and a length). */
+  arrayTag(node: Record<string, unknown>, id: unknown): unknown {
+    if (Array.isArray(node.v)) {
+      this.define(id, node.v);
+      return this.push(Revive.Array, node.v, node.v);
+    }
+    const dict = this.dictOf(node, "v");
+    if (!isIndex(node.length)) this.fail("bad Array length");
+    const keys = Object.keys(dict);
+    if (keys.includes("length")) {
+      this.fail('an Array\'s "length" is not a property');
+    }
+    const array = new Array(node.length as number);
+    return this.entries(array, id, keys, keys.map((key) => dict[key]), 0, Revive.Assign);
+  }
+
+  map(node: Record<string, unknown>, id: unknown): unknown {
+    const pairs = node.v;
+    if (!Array.isArray(pairs)) {
+      this.fail('"v" must be an array of [key, value] pairs');
+    }
+    let plain = true;
+    for (const pair of pairs as unknown[]) {
+      if (!Array.isArray(pair) || pair.length !== 2) {
+        this.fail("a Map entry must be [key, value]");
       }
-      const view = new TypedArray(
-        buffer,
-        node.byteOffset as number,
-        node.length as number,
-      );
-      define(id, view);
-      return view;
+      plain &&= allPrimitive(pair as unknown[]);
     }
-    return fail(`unknown tag ${JSON.stringify(tag)?.slice(0, 100)}`);
-  };
+    if (plain) return this.defined(id, new Map(pairs as [unknown, unknown][]));
+    const map = new Map();
+    this.define(id, map);
+    return this.push(Revive.Map, (pairs as unknown[]).flat(), map);
+  }
 
-  // A node: a JSON primitive is itself; an array or object holding only primitives is
-  // itself too (no frame needed); one holding objects gets a frame; an object with "$" is a tag.
-  const decodeNode = (node: unknown): unknown => {
-    if (typeof node !== "object" || node === null) return node;
-    if (Array.isArray(node)) {
-      for (let i = 0; i < node.length; i++) {
-        const item = node[i];
-        if (typeof item === "object" && item !== null) {
-          return push(Revive.Array, node, node);
-        }
+  set(node: Record<string, unknown>, id: unknown): unknown {
+    if (!Array.isArray(node.v)) this.fail('"v" must be an array');
+    if (allPrimitive(node.v as unknown[])) {
+      return this.defined(id, new Set(node.v as unknown[]));
+    }
+    const set = new Set();
+    this.define(id, set);
+    return this.push(Revive.Set, node.v as unknown[], set);
+  }
+
+  /** An instance of a registered class: its properties, or restore() of its state. */
+  instance(node: Record<string, unknown>, id: unknown): unknown {
+    const name = this.stringOf(node, "name");
+    const entry = classesByName.get(name);
+    if (entry === undefined) {
+      this.fail(`class ${JSON.stringify(name.slice(0, 100))} is not registered`);
+    }
+    if (entry!.restore) {
+      if (!Object.hasOwn(node, "state")) this.fail('"state" missing');
+      return this.push(Revive.Custom, [node.state], undefined, { entry, id });
+    }
+    const dict = this.dictOf(node, "v");
+    const keys = Object.keys(dict);
+    const values = keys.map((key) => dict[key]);
+    return this.entries(Object.create(entry!.prototype), id, keys, values);
+  }
+
+  error(node: Record<string, unknown>, id: unknown, Type: ErrorConstructorLike): unknown {
+    const present = errorFields.filter((field) => Object.hasOwn(node, field));
+    const error = blankError(Type, present.includes("stack"));
+    // The usual error needs no frame: no extra property, and fields that are their own value
+    // (a message, a stack, "errors" as an array of primitives...).
+    const final = (item: unknown) => !isObject(item) || (Array.isArray(item) && allPrimitive(item));
+    if (node.v === undefined && present.every((field) => final(node[field]))) {
+      this.define(id, error);
+      for (const field of present) {
+        hiddenField.value = node[field];
+        Object.defineProperty(error, field, hiddenField);
       }
-      return node;
+      hiddenField.value = undefined;
+      return error;
     }
-    const tag = (node as Record<string, unknown>).$;
-    if (tag !== undefined) {
-      return decodeTag(node as Record<string, unknown>, tag);
-    }
-    if (inlineKey !== null) return push(Revive.Object, node as Record<string, unknown>, node);
-    return objectInline(node as Record<string, unknown>);
-  };
+    const extra = node.v === undefined ? {} : this.dictOf(node, "v");
+    const names = [...present, ...Object.keys(extra)];
+    const nodes = names.map((name, i) => i < present.length ? node[name] : extra[name]);
+    return this.entries(error, id, names, nodes, present.length);
+  }
 
-  // A plain object rebuilt without a frame of its own (a record of primitives, Dates, Maps...).
-  // When a value needs a frame (it pushed one), this object's frame is slipped in under it and
-  // the walk goes on as usual. One level at a time (inlineKey is set meanwhile): no recursion.
-  const objectInline = (node: Record<string, unknown>): unknown => {
-    const keys = Object.keys(node);
-    for (let i = 0; i < keys.length; i++) {
-      const item = node[keys[i]];
-      if (typeof item !== "object" || item === null) continue;
-      inlineKey = keys[i];
-      const value = decodeNode(item);
-      inlineKey = null;
-      if (value === PENDING) {
-        const frame = stack.pop()!;
-        push(Revive.Object, node, node);
-        stack[stack.length - 1].index = i + 1;
-        stack.push(frame);
-        return PENDING;
-      }
-      if (value !== item) setData(node, keys[i], value);
-    }
-    return node;
-  };
-
-  // Every item a primitive: a Map or Set is built in one step, without a frame.
-  const allPrimitive = (items: unknown[]): boolean => {
-    for (let i = 0; i < items.length; i++) {
-      if (typeof items[i] === "object" && items[i] !== null) return false;
-    }
-    return true;
-  };
-
-  // Delivers a rebuilt value to the frame whose item it is.
-  const put = (frame: ReviveFrame, value: unknown): void => {
+  /** Delivers a rebuilt value to the frame whose item it is. */
+  put(frame: ReviveFrame, value: unknown): void {
     const index = frame.index - 1;
     switch (frame.kind) {
       case Revive.Array:
@@ -1349,10 +1565,7 @@ function revive(root: unknown, limits: Required<LoadsOptions>): unknown {
       }
       case Revive.Map:
         if ((index & 1) === 0) frame.pendingKey = value;
-        else {(frame.target as Map<unknown, unknown>).set(
-            frame.pendingKey,
-            value,
-          );}
+        else (frame.target as Map<unknown, unknown>).set(frame.pendingKey, value);
         return;
       case Revive.Set:
         (frame.target as Set<unknown>).add(value);
@@ -1373,45 +1586,30 @@ function revive(root: unknown, limits: Required<LoadsOptions>): unknown {
       default:
         frame.target = value;
     }
-  };
+  }
 
-  const finish = (frame: ReviveFrame): unknown => {
+  /** The value of a frame whose items are all rebuilt: its target, or restore() of a state. */
+  finish(frame: ReviveFrame): unknown {
     if (frame.kind !== Revive.Custom) return frame.target;
     let value: unknown;
     try {
       value = frame.entry!.restore!(frame.target);
     } catch (error) {
-      fail(
+      this.fail(
         `restore of class ${frame.entry!.name} failed: ${oneLine((error as Error)?.message)}`,
       );
     }
-    define(frame.id, value);
+    this.define(frame.id, value);
     return value;
-  };
-
-  let result = decodeNode(root);
-  while (result === PENDING) {
-    const frame = stack[stack.length - 1];
-    if (frame.index < frame.length) {
-      const node = frame.keys === null
-        ? (frame.source as unknown[])[frame.index]
-        : (frame.source as Record<string, unknown>)[frame.keys[frame.index]];
-      frame.index++;
-      // JSON primitives stand for themselves; in place, they are already where they belong.
-      if (typeof node !== "object" || node === null) {
-        if (frame.kind > Revive.Object) put(frame, node);
-        continue;
-      }
-      const value = decodeNode(node);
-      if (value !== PENDING) put(frame, value);
-      continue;
-    }
-    stack.pop();
-    const value = finish(frame);
-    if (stack.length === 0) result = value;
-    else put(stack[stack.length - 1], value);
   }
-  return result;
+}
+
+/** Every item a primitive: a Map or Set is built in one step, without a frame. */
+function allPrimitive(items: unknown[]): boolean {
+  for (let i = 0; i < items.length; i++) {
+    if (typeof items[i] === "object" && items[i] !== null) return false;
+  }
+  return true;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -16,11 +16,11 @@
  *
  * ```
  * $ deno run scripts/pickle_by_hand.ts
- * {"pickle":1,"value":{"id":7,"when":{"$":"Date","v":0},"langs":{"$":"Map","v":[["en",1]]},"primes":{"$":"Set","v":[2]}}}
+ * {"id":7,"when":{"$":"Date","v":0},"langs":{"$":"Map","v":[["en",1]]},"primes":{"$":"Set","v":[2]}}
  *   decodes as { id: 7, when: 1970-01-01T00:00:00.000Z, langs: Map(1) { "en" => 1 }, primes: Set(1) { 2 } }
- * {"pickle":1,"value":[{"$":"undefined"},{"$":"NaN"},{"$":"-0"},{"$":"-Infinity"},{"$":"BigInt","v":"0x10000000000000000"}]}
+ * [{"$":"undefined"},{"$":"NaN"},{"$":"-0"},{"$":"-Infinity"},{"$":"BigInt","v":"0x10000000000000000"}]
  *   decodes as [ undefined, NaN, -0, -Infinity, 18446744073709551616n ]
- * {"pickle":1,"value":{"$":"Object","id":0,"v":{"name":"ring","point":{"$":"class","id":1,"name":"Point","v":{"x":1,"y":2}},"again":{"$":"ref","id":1},"next":{"$":"ref","id":0}}}}
+ * {"$":"Object","id":0,"v":{"name":"ring","point":{"$":"class","id":1,"name":"Point","v":{"x":1,"y":2}},"again":{"$":"ref","id":1},"next":{"$":"ref","id":0}}}
  *   decodes as <ref *1> { name: "ring", point: Point { x: 1, y: 2 }, again: Point { x: 1, y: 2 }, next: [Circular *1] }
  *   where point and again are one object: true
  * ```
@@ -92,14 +92,15 @@ export function encode(value: unknown): string {
     if (is(Date, item)) return { ...tag("Date"), v: Number.isNaN(+item) ? null : +item };
     if (is(Map, item)) return { ...tag("Map"), v: [...item].map((pair) => pair.map(node)) };
     if (is(Set, item)) return { ...tag("Set"), v: [...item].map(node) };
-    const plain = !shared.has(item) && !Object.hasOwn(item, "$"); // else it would read as a tag
+    const plain = !shared.has(item) && !Object.hasOwn(item, "$") && // else it reads as a tag,
+      !(item === value && Object.hasOwn(item, "pickle")); // or at the top as an old envelope
     if (is(Array, item) && Object.keys(item).length !== item.length) fail("a sparse array");
     if (is(Array, item)) return plain ? item.map(node) : { ...tag("Array"), v: item.map(node) };
     if (is(Object, item)) return plain ? dict(item) : { ...tag("Object"), v: dict(item) };
     const name = classNames.get(Object.getPrototypeOf(item)) ?? fail("an unregistered class");
     return { ...tag("class"), name, v: dict(item) };
   };
-  return JSON.stringify({ pickle: 1, value: node(value) });
+  return JSON.stringify(node(value)); // no envelope: a value without tags is its plain JSON
 }
 
 /** Reads what {@link encode}, or lib/pickle_json.ts's `dumps`, wrote for the types above. */
@@ -107,8 +108,8 @@ export function decode(text: string): unknown {
   if (text.length > MAX_LENGTH) fail(`longer than ${MAX_LENGTH}`); // a size limit
   // (Simplified: text that is not JSON throws JSON.parse's SyntaxError, not a PickleError.)
   const tree: unknown = JSON.parse(text); // a parser, never eval: data is never run as code
-  if (!isDict(tree) || tree.pickle !== 1) return fail("not a pickle");
-  if (Object.hasOwn(tree, "json")) return tree.json; // plain JSON, taken as it is
+  const envelope = isDict(tree) && Object.hasOwn(tree, "pickle") && !Object.hasOwn(tree, "$");
+  if (envelope) fail("an envelope of format version 1"); // (lib/pickle_json.ts still reads it)
   const ids = new Map<unknown, unknown>();
   // An id is defined before the contents of its object are read: a cycle inside them finds it.
   const define = <T>(tag: Record<string, unknown>, made: T): T => {
@@ -151,7 +152,7 @@ export function decode(text: string): unknown {
     }
     return fail(`unknown tag ${JSON.stringify(tag.$)}`); // unknown tags are refused
   };
-  return revive(tree.value, 0);
+  return revive(tree, 0);
 }
 
 const hex = (big: bigint) => (big < 0n ? "-0x" + (-big).toString(16) : "0x" + big.toString(16));

@@ -18,15 +18,15 @@
  * ```
  * $ deno run --allow-run=deno scripts/pickle_json.ts
  * parent 4242 sent child 4243 these lines, a pickle each:
- *   {"pickle":1,"value":{"note":"two\nlines","nothing":{"$":"undefined"}}}
- *   {"pickle":1,"value":{"$":"NaN"}}
- *   {"pickle":1,"value":{"$":"-0"}}
- *   {"pickle":1,"value":{"$":"BigInt","v":"0x10000000000000000"}}
- *   {"pickle":1,"value":{"$":"Date","v":-4861728000000}}
- *   {"pickle":1,"value":{"$":"Map","v":[["en","native"]]}}
- *   {"pickle":1,"value":{"$":"Set","v":[2,3]}}
- *   {"pickle":1,"value":{"$":"Object","id":0,"v":{"name":"ring","next":{"$":"ref","id":0}}}}
- *   {"pickle":1,"value":{"$":"class","name":"Point","v":{"x":1,"y":2}}}
+ *   {"note":"two\nlines","nothing":{"$":"undefined"}}
+ *   {"$":"NaN"}
+ *   {"$":"-0"}
+ *   {"$":"BigInt","v":"0x10000000000000000"}
+ *   {"$":"Date","v":-4861728000000}
+ *   {"$":"Map","v":[["en","native"]]}
+ *   {"$":"Set","v":[2,3]}
+ *   {"$":"Object","id":0,"v":{"name":"ring","next":{"$":"ref","id":0}}}
+ *   {"$":"class","name":"Point","v":{"x":1,"y":2}}
  * what came back (the child moved the point)       | a JSON round trip
  *   { note: "two\nlines", nothing: undefined }     | { note: "two\nlines" }
  *   NaN                                            | null

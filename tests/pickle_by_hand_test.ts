@@ -87,6 +87,8 @@ function coveredValues(): unknown[] {
     { pets: [cat], also: cat },
     withDollar,
     { nested: { $: "ref", id: 0 } },
+    { pickle: 1, json: "an object, not an envelope" }, // tagged at the top, plain below
+    [{ pickle: 1, value: 2 }],
   ];
 }
 
@@ -114,8 +116,9 @@ function assertRefused(run: () => unknown, problem: RegExp): void {
   assert.throws(run, (error) => error instanceof PickleError && problem.test(error.message));
 }
 
-// The format: a pickle of a tagged value. (This is the one place that spells the envelope.)
-const pickled = (node: string) => `{"pickle":1,"value":${node}}`;
+// The format (version 2): a pickle is the node of its value, with no envelope around it. (This
+// is the one place that says so.)
+const pickled = (node: string) => node;
 
 Deno.test("the whole run prints what the header shows", async () => {
   const block = wholeRunBlock(NAME);
@@ -282,8 +285,11 @@ Deno.test("decode refuses ill-formed tags with a PickleError, never a TypeError"
       ['[{"$":"Object","id":0,"v":{}},{"$":"Object","id":0,"v":{}}]', /twice/],
     ] as const
   ) assertRefused(() => decode(pickled(node)), problem);
-  for (const text of ['{"pickle":2,"value":1}', "[]", "1", '"text"', "null"]) {
-    assertRefused(() => decode(text), /not a pickle/);
+  for (const text of ['{"pickle":1,"value":1}', '{"pickle":1,"json":[]}', '{"pickle":2}']) {
+    assertRefused(() => decode(text), /envelope/);
+  }
+  for (const text of ["[]", "1", '"text"', "null", '[{"pickle":1}]']) {
+    assert.deepEqual(decode(text), JSON.parse(text)); // any JSON is a pickle
   }
 });
 

@@ -188,7 +188,7 @@ export interface HostileCase {
   text: string;
 }
 
-const pickleOf = (node: string) => `{"pickle":1,"value":${node}}`;
+const pickleOf = (node: string) => node; // (format version 2: a pickle is its node)
 const listOf = (count: number, node: (i: number) => string) =>
   pickleOf(`[${Array.from({ length: count }, (_, i) => node(i)).join(",")}]`);
 
@@ -201,8 +201,15 @@ export function hostileCases(): HostileCase[] {
       name: "refs to one object (100,000)",
       text: listOf(100_000, (i) => i === 0 ? '{"$":"Object","id":0,"v":{}}' : '{"$":"ref","id":0}'),
     },
-    { name: "1M-deep arrays", text: pickleOf("[".repeat(1e6) + "]".repeat(1e6)) },
-    { name: "1M-deep objects", text: pickleOf('{"a":'.repeat(1e6) + "1" + "}".repeat(1e6)) },
+    // (A tag at the bottom: without a "$", loads returns what JSON.parse built and walks nothing.)
+    {
+      name: "1M-deep arrays",
+      text: pickleOf("[".repeat(1e6) + '{"$":"NaN"}' + "]".repeat(1e6)),
+    },
+    {
+      name: "1M-deep objects",
+      text: pickleOf('{"a":'.repeat(1e6) + '{"$":"NaN"}' + "}".repeat(1e6)),
+    },
     {
       name: "RegExps (20,000)",
       text: listOf(20_000, (i) => `{"$":"RegExp","source":"(a+)+b${i}","flags":"gu"}`),
@@ -256,6 +263,20 @@ export function hostileCases(): HostileCase[] {
     {
       name: "BigInts, 10 of 100,000 hex digits",
       text: listOf(10, (i) => `{"$":"BigInt","v":"-${hex(i, 100_000)}"}`),
+    },
+    {
+      name: "Temporal.ZonedDateTimes (20,000)",
+      text: listOf(
+        20_000,
+        (i) =>
+          `{"$":"Temporal.ZonedDateTime","v":"2020-01-01T00:00:${
+            String(i % 60).padStart(2, "0")
+          }.5+01:00[Europe/Paris]"}`,
+      ),
+    },
+    {
+      name: "Temporal.Durations (20,000)",
+      text: listOf(20_000, (i) => `{"$":"Temporal.Duration","v":{"hours":${i},"nanoseconds":1}}`),
     },
     {
       name: "Errors (1,000)",
