@@ -9,8 +9,7 @@
  * and the write stops returning; then a child reads a pipe nobody has written, and waits. Proves
  * the article's claims 1-3: a pipe is a small kernel buffer, a writer to a full pipe waits until
  * the other end reads, a reader of an empty pipe waits until the other end writes (and gets EOF,
- * not an error, once the writer closes). Unix only.
- * Options: --total, --settle, --delay (see --help).
+ * not an error, once the writer closes). Unix only. Options: `--total`, `--settle`, `--delay`.
  *
  * The whole run prints:
  *
@@ -27,23 +26,143 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
 
-const HELP = `usage: deno run --allow-run=deno scripts/pipe_buffer.ts [options]
-  --total BYTES  bytes the writer child writes (default 262144, more than the pipe holds)
-  --settle MS    silence that counts as "the write is blocked" (default 300)
-  --delay MS     wait before writing to the empty pipe's reader (default 500)
-  --help         show this help`;
+// Part 1, a full pipe: the writer child's stdout, unread for now. After each 4096-byte step the
+// child writes a byte on its stderr, a second pipe that the parent does read: those bytes stop
+// where the buffer is full. `await using` kills and reaps the child however this function ends.
+async function fullPipe(total: number, settleMs: number): Promise<number> {
+  const what = "the child writes 4096-byte steps into its stdout; the parent does not read yet";
+  say(`A full pipe: ${what}.`);
+  await using child = new Deno.Command(denoExecutable(), {
+    args: ["run", import.meta.url, "--child", "writer", `${total}`],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  // From outside, a write that has not returned looks like silence: no progress for --settle ms
+  // (raise it on a loaded machine). The first byte may take long: Deno takes a while to start.
+  const progress = child.stderr.getReader();
+  let [steps, lastAt, next] = [0, 0, progress.read()];
+  let got: Awaited<typeof next> | "silence" = await next;
+  while (got !== "silence") {
+    if (got.done) return fail("the writer child ended before the pipe was full: raise --total?");
+    [steps, lastAt, next] = [steps + got.value.length, performance.now(), progress.read()];
+    got = await Promise.race([next, sleep(settleMs).then(() => "silence" as const)]);
+  }
+  say(`  the child's progress stopped at ${steps * STEP} bytes (${steps} steps)`);
+  // Now read: that frees room in the buffer, and the blocked write returns (claim 3).
+  const data = child.stdout.getReader();
+  let received = (await data.read()).value?.length ?? 0;
+  const readAt = performance.now();
+  say(`  after ${ms(readAt - lastAt)} ms without progress, the parent read ${received} bytes`);
+  await next; // the progress byte of the write that was blocked
+  say(`  the writer resumed ${ms(performance.now() - readAt)} ms later`);
+  // Read both pipes to the end, at the same time: a pipe left unread fills up and blocks its
+  // writer again, this time for good.
+  data.releaseLock();
+  progress.releaseLock();
+  const dropping = child.stderr.pipeTo(new WritableStream()); // read to the end, and dropped
+  for await (const chunk of child.stdout) received += chunk.length;
+  await dropping;
+  const { code } = await child.status;
+  const outcome = `the parent read ${received} of ${total} bytes, the writer exited with ${code}`;
+  if (code !== 0 || received !== total) return fail(outcome);
+  say(`  it wrote all ${total} bytes, and the parent read every one`);
+  return 0;
+}
+
+// Part 2, an empty pipe: the reader child's stdin. Its stdout brings the report back.
+async function emptyPipe(delayMs: number): Promise<number> {
+  await using child = new Deno.Command(denoExecutable(), {
+    args: ["run", import.meta.url, "--child", "reader"],
+    stdin: "piped",
+    stdout: "piped",
+  }).spawn();
+  // The child's first bytes, "reading", come alone: it writes nothing more until its read returns.
+  // Each of its writes is one short writeSync, which a pipe delivers whole, in one read.
+  const report = child.stdout.getReader();
+  if ((await report.read()).done) return fail("the reader child ended before it read");
+  say(`An empty pipe: the child reads its stdin; the parent writes after ${delayMs} ms.`);
+  await sleep(delayMs);
+  // Closing the write end turns "wait for data" into EOF for the reader: without it, its second
+  // read would wait forever. The stream queues the write; if the child is gone, both fail.
+  const stdin = child.stdin.getWriter();
+  stdin.write(encoder.encode("hello\n")).catch(() => {});
+  await stdin.close().catch(() => {});
+  const { value } = await report.read();
+  if (!(await child.status).success) return fail("the reader child failed");
+  say(`  the child ${new TextDecoder().decode(value).trimEnd()}`);
+  return 0;
+}
+
 // Linux counts a pipe in 4096-byte pages, and a write of up to PIPE_BUF (4096) bytes is all or
 // nothing, never partial: so 4096-byte steps measure the capacity exactly.
 const STEP = 4096;
+
+// The writer child: 4096-byte steps (the last one shorter if --total asks for it). writeSync
+// does not return while the pipe is full, so the progress bytes stop at the capacity.
+function writer(total: number): void {
+  const step = new Uint8Array(STEP).fill(0x78); // "xxxx..."
+  for (let written = 0; written < total; written += STEP) {
+    writeAll(Deno.stdout, step.subarray(0, Math.min(STEP, total - written)));
+    writeAll(Deno.stderr, encoder.encode("."));
+  }
+}
+
+// The reader child: says it is about to read, then reads its empty stdin. Its clock starts before
+// the parent hears that, so the wait it reports cannot be shorter than the parent's delay.
+function reader(): void {
+  const buffer = new Uint8Array(64);
+  const start = performance.now();
+  writeAll(Deno.stdout, encoder.encode("reading\n"));
+  const bytes = Deno.stdin.readSync(buffer); // waits: nobody has written yet
+  const waited = ms(performance.now() - start);
+  const next = Deno.stdin.readSync(buffer); // null once every write end is closed: EOF
+  const then = next === null ? "EOF (null), not an error" : `${next} more bytes`;
+  writeAll(Deno.stdout, encoder.encode(`waited ${waited} ms, got ${bytes} bytes, then ${then}\n`));
+}
+
+const sleep = (delay: number) => new Promise((done) => setTimeout(done, delay)); // a loser runs out
+const ms = (milliseconds: number) => Math.round(milliseconds);
+const say = (line: string) => writeAll(Deno.stdout, encoder.encode(line + "\n"));
+/** A failure at run time: one line on stderr, and exit code 1. */
+function fail(message: string): number {
+  console.error(`error: ${message}`);
+  return 1;
+}
+
+// The run: part 2 only once part 1 has succeeded. A missing --allow-run is one line; our own
+// stdout closed (`... | head -3`) stops us quietly, as a Unix tool does.
+async function parent(total: number, settleMs: number, delayMs: number): Promise<number> {
+  try {
+    const code = await fullPipe(total, settleMs);
+    return code === 0 ? await emptyPipe(delayMs) : code;
+  } catch (error) {
+    if (error instanceof Deno.errors.NotCapable) return fail(error.message);
+    if (!(error instanceof Deno.errors.BrokenPipe)) throw error; // a bug: keep its stack trace
+    return 0;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The plumbing. Every lesson that needs one of these pieces carries the same text, so each can
+// be copied alone (tests/plumbing_test.ts keeps the copies identical).
+// ---------------------------------------------------------------------------------------------
+
 const encoder = new TextEncoder();
-const children = new Set<Deno.ChildProcess>();
 
 /**
- * The Deno binary to run the child with: this very binary. `--allow-run=deno` grants the `deno`
- * found on PATH; when that is a symlink to this binary (npm and Homebrew installs), Deno grants
- * the name but not the real path, so fall back to the name.
+ * Writes all of `bytes` with `writeSync`, one system call and no await (an `await write()` per
+ * small message is 10-50x slower). Throws `Deno.errors.BrokenPipe` once nobody reads.
+ */
+function writeAll(file: { writeSync(bytes: Uint8Array): number }, bytes: Uint8Array): void {
+  let written = 0;
+  while (written < bytes.length) written += file.writeSync(bytes.subarray(written));
+}
+
+/**
+ * This Deno, to start a child with. `--allow-run=deno` grants the `deno` on PATH; when that is a
+ * symlink (npm, Homebrew), the real path `Deno.execPath()` is not granted, so run it by name.
  */
 function denoExecutable(): string {
   const self = Deno.execPath();
@@ -51,215 +170,51 @@ function denoExecutable(): string {
   return status.state === "granted" ? self : "deno";
 }
 
-/** Runs this script again as a child in `role`, with no permissions and piped stdio. */
-function spawnChild(role: string, ...args: string[]): Deno.ChildProcess {
-  const child = new Deno.Command(denoExecutable(), {
-    args: ["run", import.meta.filename!, "--role", role, ...args],
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  children.add(child);
-  child.status.finally(() => children.delete(child));
-  return child;
+/** Exits with one line, code 1, on a Deno older than the lessons need (2.8.3). */
+function requireDeno(): void {
+  const [major, minor, patch] = Deno.version.deno.split(/[.-]/).map(Number);
+  if (major * 1e6 + minor * 1e3 + patch >= 2_008_003) return;
+  console.error(`error: this lesson needs Deno 2.8.3 or newer, not ${Deno.version.deno}`);
+  Deno.exit(1);
 }
 
-/** Reads a byte stream line by line (null at EOF), keeping a line split across chunks. */
-function lineReader(stream: ReadableStream<Uint8Array>): () => Promise<string | null> {
-  const reader = stream.pipeThrough(new TextDecoderStream()).getReader();
-  let buffered = "";
-  return async () => {
-    while (!buffered.includes("\n")) {
-      const { done, value } = await reader.read();
-      if (done) return buffered === "" ? null : buffered;
-      buffered += value;
-    }
-    const line = buffered.slice(0, buffered.indexOf("\n"));
-    buffered = buffered.slice(line.length + 1);
-    return line;
-  };
+/** A mistake on the command line: one line naming it, and exit code 2, never a stack trace. */
+function usageError(message: string): never {
+  console.error(`error: ${message.replaceAll("\n", " ")} (see --help)`);
+  Deno.exit(2);
 }
 
-// Child "writer": 4096-byte steps into stdout (the last one shorter if --total asks for it), and
-// after each a progress line on stderr, a second pipe that the parent does read. writeSync does
-// not return while the pipe is full, so the progress lines stop exactly at the pipe's capacity.
-function writer(total: number): void {
-  const step = new Uint8Array(STEP).fill(0x78);
-  let written = 0;
-  while (written < total) {
-    const size = Math.min(STEP, total - written);
-    written += Deno.stdout.writeSync(step.subarray(0, size));
-    Deno.stderr.writeSync(encoder.encode(`wrote ${written}\n`));
-  }
-}
+// The command line. A child reads its plain words after `--child` itself. No signal handlers:
+// if the parent dies, the kernel closes its pipe ends, and a child ends at BrokenPipe or EOF.
+const USAGE = `usage: deno run --allow-run=deno scripts/pipe_buffer.ts [options]
+  --total BYTES  bytes the writer child writes (default 262144, more than the pipe holds)
+  --settle MS    silence that counts as "the write is blocked" (default 300)
+  --delay MS     wait before writing to the empty pipe's reader (default 500)
+  --help         show this help`;
 
-// Child "reader": says it is about to read, then reads its empty stdin. Its clock starts before
-// the parent hears that, so the wait it reports cannot be shorter than the parent's delay.
-function reader(): void {
-  const buffer = new Uint8Array(64);
-  const start = performance.now();
-  Deno.stdout.writeSync(encoder.encode("reading\n"));
-  const bytes = Deno.stdin.readSync(buffer); // blocks: nobody has written yet
-  const waitedMs = Math.round(performance.now() - start);
-  const next = Deno.stdin.readSync(buffer); // null once every write end is closed: EOF
-  const then = next === null ? "EOF (null), not an error" : `${next} more bytes`;
-  const report = `waited ${waitedMs} ms, got ${bytes} bytes, then ${then}\n`;
-  Deno.stdout.writeSync(encoder.encode(report));
-}
-
-/** Part 1: measures the pipe's capacity by not reading, then reads and sees the writer resume. */
-async function fullPipe(total: number, settleMs: number): Promise<void> {
-  console.log(
-    "A full pipe: the child writes 4096-byte steps into its stdout; the parent does not read yet.",
-  );
-  const child = spawnChild("writer", "--total", String(total));
-  child.stdin.close();
-  const progress = lineReader(child.stderr);
-  const bytesIn = (line: string | null) => Number(line?.split(" ")[1] ?? 0);
-  // From outside, a write that has not returned looks like silence: no progress line for
-  // --settle ms. (A child descheduled that long on a loaded machine would look blocked too,
-  // so raise --settle there.)
-  let next = progress();
-  let line = await next; // awaited as an event, with no time limit: Deno takes a while to start
-  let capacity = 0;
-  let lastAt = 0;
-  while (line !== "blocked") {
-    if (line === null) {
-      const { success, code } = await child.status; // the writer's stderr ended: it is gone
-      if (success) throw new Error(`all ${total} bytes fitted in the pipe; raise --total`);
-      throw new Error(`the writer child exited with code ${code} before the pipe was full`);
-    }
-    capacity = bytesIn(line);
-    lastAt = performance.now();
-    next = progress();
-    const silence = Promise.withResolvers<string>();
-    const timer = setTimeout(() => silence.resolve("blocked"), settleMs);
-    line = await Promise.race([next, silence.promise]);
-    clearTimeout(timer);
-  }
-  console.log(`  the child's progress stopped at ${capacity} bytes (${capacity / STEP} steps)`);
-  // Now read: that frees room in the buffer, and the blocked write returns.
-  const stdout = child.stdout.getReader();
-  const first = await stdout.read();
-  const readAt = performance.now();
-  const silentMs = Math.round(readAt - lastAt);
-  let received = first.value?.length ?? 0;
-  console.log(`  after ${silentMs} ms without progress, the parent read ${received} bytes`);
-  let written = bytesIn(await next);
-  console.log(`  the writer resumed ${Math.round(performance.now() - readAt)} ms later`);
-  // Drain both pipes to the end, or the writer would fill the buffer and block again.
-  stdout.releaseLock();
-  async function drainStdout() {
-    for await (const chunk of child.stdout) received += chunk.length;
-  }
-  async function drainProgress() {
-    let line = await progress();
-    while (line !== null) {
-      written = bytesIn(line);
-      line = await progress();
-    }
-  }
-  const [, , status] = await Promise.all([drainStdout(), drainProgress(), child.status]);
-  if (!status.success) throw new Error(`the writer child exited with code ${status.code}`);
-  if (received !== written) {
-    throw new Error(`read ${received} bytes but the child reported ${written}`);
-  }
-  console.log(`  it wrote all ${written} bytes, and the parent read every one`);
-}
-
-/** Part 2: the child reads an empty pipe; the parent writes after a delay, then closes. */
-async function emptyPipe(delayMs: number): Promise<void> {
-  console.log(`An empty pipe: the child reads its stdin; the parent writes after ${delayMs} ms.`);
-  const child = spawnChild("reader");
-  const answers = lineReader(child.stdout);
-  if ((await answers()) !== "reading") throw new Error("the reader child did not start");
-  await new Promise((resolve) => setTimeout(resolve, delayMs));
-  // Closing the write end is what turns "wait for data" into EOF for the reader.
-  const stdin = child.stdin.getWriter();
-  await stdin.write(encoder.encode("hello\n"));
-  await stdin.close();
-  const report = await answers();
-  if (report === null) throw new Error("the reader child ended without a report");
-  console.log(`  the child ${report}`);
-  await child.status;
-}
-
-/** Kills the children this lesson started that are still running. */
-function killChildren(): void {
-  for (const child of children) {
-    try {
-      child.kill("SIGKILL");
-    } catch { /* it exited a moment ago */ }
-  }
-}
-
-async function main(): Promise<number> {
-  let values;
+if (import.meta.main && Deno.args[0] === "--child") {
   try {
-    values = parseArgs({
-      options: {
-        role: { type: "string" }, // "writer" or "reader": what the parent starts
-        total: { type: "string", default: "262144" },
-        settle: { type: "string", default: "300" },
-        delay: { type: "string", default: "500" },
-        help: { type: "boolean", default: false },
-      },
-      strict: true,
-    }).values;
+    if (Deno.args[1] === "writer") writer(Number(Deno.args[2]));
+    else reader();
   } catch (error) {
-    console.error(`error: ${(error as Error).message.replaceAll("\n", " ")} (see --help)`);
-    return 2;
+    if (!(error instanceof Deno.errors.BrokenPipe)) throw error; // the parent is gone: stop
   }
-  if (values.help) {
-    console.log(HELP);
-    return 0;
-  }
-  const total = Number(values.total);
-  const settleMs = Number(values.settle);
-  const delayMs = Number(values.delay);
-  if (![total, settleMs, delayMs].every((n) => Number.isInteger(n) && n > 0)) {
-    console.error("error: --total, --settle and --delay take positive integers (see --help)");
-    return 2;
-  }
-  if (![undefined, "writer", "reader"].includes(values.role)) {
-    console.error(`error: --role must be writer or reader, not "${values.role}" (see --help)`);
-    return 2;
-  }
-  if (Deno.build.os === "windows") {
-    console.error("error: this lesson shows Unix pipe buffers; it runs on Linux and macOS only");
-    return 1;
-  }
+} else if (import.meta.main) {
+  requireDeno();
+  const { parseArgs } = await import("node:util");
+  const values = { total: "262144", settle: "300", delay: "500", help: false };
   try {
-    if (values.role === "writer") writer(total);
-    else if (values.role === "reader") reader();
-    else {
-      await fullPipe(total, settleMs);
-      await emptyPipe(delayMs);
-    }
-    return 0;
+    const [number, flag] = [{ type: "string" }, { type: "boolean" }] as const;
+    const options = { total: number, settle: number, delay: number, help: flag };
+    Object.assign(values, parseArgs({ options }).values);
   } catch (error) {
-    // A child whose parent went away meets a closed pipe: that is the end, not a bug.
-    if (values.role && error instanceof Deno.errors.BrokenPipe) return 1;
-    if (error instanceof Deno.errors.NotCapable) {
-      console.error("error: run with --allow-run=deno to let the lesson start its child");
-    } else if (error instanceof Deno.errors.BrokenPipe) {
-      console.error("error: a child closed its end of a pipe early (it exited or was killed)");
-    } else console.error(`error: ${(error as Error).message}`);
-    return 1;
-  } finally {
-    killChildren();
+    usageError((error as Error).message);
   }
-}
-
-if (import.meta.main) {
-  // Ctrl-C or SIGTERM: kill the children this lesson started, then exit 130 / 143.
-  Deno.addSignalListener("SIGINT", () => {
-    killChildren();
-    Deno.exit(130);
-  });
-  Deno.addSignalListener("SIGTERM", () => {
-    killChildren();
-    Deno.exit(143);
-  });
-  Deno.exit(await main());
+  if (values.help) console.log(USAGE);
+  if (values.help) Deno.exit(0);
+  for (const name of ["total", "settle", "delay"] as const) {
+    if (!/^[1-9]\d{0,14}$/.test(values[name])) usageError(`--${name} must be a whole number >= 1`);
+  }
+  if (Deno.build.os === "windows") Deno.exit(fail("this lesson shows Unix pipes: Linux, macOS"));
+  Deno.exit(await parent(Number(values.total), Number(values.settle), Number(values.delay)));
 }

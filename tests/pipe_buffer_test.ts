@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
 import {
+  alive,
   assertHelp,
   assertUsageError,
+  childrenOf,
   lineReader,
   runDeno,
   runScript,
@@ -133,5 +135,51 @@ Deno.test({
       await lines.rest();
       assert.equal(await new Response(lesson.stderr).text(), "");
     }
+  },
+});
+
+Deno.test({
+  name: "pipe_buffer: the writer child, blocked on a full pipe, ends quietly once its reader goes",
+  ignore: Deno.build.os !== "linux",
+  async fn() {
+    // The test plays the parent, and goes as a killed parent goes: its read end just closes. The
+    // child writes a progress byte per 4096-byte step; once the pipe is full, they stop.
+    const capacity = kernelPipeSize();
+    await using child = spawnScript(name, ["--child", "writer", `${4 * capacity}`]);
+    const progress = child.stderr.getReader();
+    let steps = 0;
+    while (steps < capacity / 4096) {
+      const chunk = await progress.read();
+      assert.ok(!chunk.done, `the writer ended after ${steps} steps`);
+      steps += chunk.value.length;
+    }
+    assert.equal(steps, capacity / 4096, "no step beyond the capacity while nobody reads");
+    await child.stdout.cancel(); // close the read end: the blocked write fails with BrokenPipe
+    progress.releaseLock();
+    // Its stderr ends once it has exited; anything but progress bytes (a stack trace) shows here.
+    assert.equal(await lineReader(child.stderr).rest(), "");
+    assert.equal((await child.status).code, 0);
+  },
+});
+
+Deno.test({
+  name: "pipe_buffer: a killed parent leaves no child: the reader of the empty pipe gets EOF",
+  ignore: Deno.build.os !== "linux",
+  async fn() {
+    // --delay 60000: the parent sleeps while its reader child waits in its read of the empty pipe.
+    await using parent = spawnScript(name, ["--delay", "60000"]);
+    const lines = lineReader(parent.stdout);
+    let line = await lines.next();
+    while (line !== null && !line.startsWith("An empty pipe:")) line = await lines.next();
+    assert.ok(line, "the reader child started");
+    const children = await childrenOf(parent.pid);
+    assert.equal(children.length, 1, `children: ${children}`);
+    parent.kill("SIGKILL"); // no handler could run: the kernel just closes the parent's ends
+    assert.equal((await parent.status).signal, "SIGKILL");
+    // The reader child inherited the parent's stderr: this EOF comes once it has exited too, and
+    // anything it printed (a stack trace) would be here.
+    assert.equal(await new Response(parent.stderr).text(), "");
+    assert.equal(await alive(children[0]), false, "the reader child is gone");
+    await lines.rest();
   },
 });
