@@ -8,7 +8,7 @@
  * set runs twice: pinned to CPU 0 (`taskset -a -p -c 0` on this process, inherited by every
  * child) and unpinned. Writes docs/benchmarks.md and docs/benchmarks.svg.
  *
- *   deno run --allow-run --allow-read --allow-write tests/bench.ts [--repeat 5] [--bytes 256M]
+ *   deno run --allow-run --allow-read --allow-write tests/benchmarks.ts [--repeat 5] [--bytes 256M]
  *     [--only pinned|unpinned] [--no-write]
  *
  * Sections whose lesson has not landed yet print "(not yet available)".
@@ -344,7 +344,7 @@ async function exists(path: string): Promise<boolean> {
   }
 }
 
-/** One payload's result from tests/pickle_json_bench.ts (ratio = codec time / JSON time). */
+/** One payload's result from tests/pickle_json_speed.ts (ratio = codec time / JSON time). */
 interface PickleRow {
   payload: string;
   jsonMs: number;
@@ -355,12 +355,12 @@ interface PickleRow {
   target?: number;
 }
 
-/** The pickle-like codec's ratios to JSON, from tests/pickle_json_bench.ts when it has landed. */
+/** The pickle-like codec's ratios to JSON, from tests/pickle_json_speed.ts when it has landed. */
 async function pickleSection(): Promise<string> {
-  if (!(await exists("tests/pickle_json_bench.ts"))) {
+  if (!(await exists("tests/pickle_json_speed.ts"))) {
     return "(not yet available)";
   }
-  const module = await import(`${repoRoot}tests/pickle_json_bench.ts`);
+  const module = await import(`${repoRoot}tests/pickle_json_speed.ts`);
   const results: PickleRow[] = await module.benchPickleJson({ rounds: 9 });
   const spread = (r: PickleRow) =>
     r.minRatio === undefined ? "" : ` (${format(r.minRatio)}-${format(r.maxRatio!)})`;
@@ -518,7 +518,7 @@ async function main() {
     console.log("\n" + table(rows));
   }
   await pin(cpus);
-  console.log("\nPickle-like codec vs JSON (tests/pickle_json_bench.ts):");
+  console.log("\nPickle-like codec vs JSON (tests/pickle_json_speed.ts):");
   const pickle = await pickleSection();
   console.log(pickle);
   const seconds = ((performance.now() - started) / 1000).toFixed(0);
@@ -556,7 +556,7 @@ async function writeDocs(
   };
   const text = `# Benchmarks
 
-Written by \`deno task bench\` (tests/bench.ts). Every figure is a ratio of the lessons' way to a
+Written by \`deno task bench\` (tests/benchmarks.ts). Every figure is a ratio of the lessons' way to a
 reference measured in the same run, back to back, so that the noise of a shared machine cancels
 out; the median of the rounds is shown with its min-max. Throughputs are measured from the first
 byte to EOF (dd's own timing for dd), so process start-up is left out of them and measured on its
