@@ -139,10 +139,20 @@ async function installed(command: string): Promise<boolean> {
   }
 }
 
-/** The path a command prints of itself (`sys.executable`), or undefined when it is missing. */
-async function realPath(command: string, args: string[]): Promise<string | undefined> {
-  if (!(await installed(command))) return undefined;
-  return (await run(command, args)).stdout.trim() || undefined;
+/**
+ * The interpreters themselves, not a launcher in front of them (pyenv's shims are shell scripts
+ * that add ~80 ms to every start), or undefined when missing. Deno puts a `node` of its own on
+ * its children's PATH when there is none (Deno itself, in Node mode): that is not Node.
+ */
+async function interpreters(): Promise<{ python?: string; node?: string }> {
+  const path = async (command: string, args: string[]) => {
+    if (!(await installed(command))) return undefined;
+    return (await run(command, args).catch(() => ({ stdout: "" }))).stdout.trim() || undefined;
+  };
+  return {
+    python: await path("python3", ["-c", "import sys; print(sys.executable)"]),
+    node: await path("node", ["-p", "process.versions.deno ? '' : process.execPath"]),
+  };
 }
 
 async function exists(path: string): Promise<boolean> {
@@ -268,10 +278,7 @@ type Measure = (() => Promise<number>) | undefined;
 async function rows(settings: Settings): Promise<Row[]> {
   const { bytes, messages, roundTrips, startups } = settings;
   const has = { dd: await installed("dd") };
-  // The interpreters themselves, not a launcher in front of them (pyenv's shims are shell
-  // scripts that would add ~80 ms to every start).
-  const pythonPath = await realPath("python3", ["-c", "import sys; print(sys.executable)"]);
-  const nodePath = await realPath("node", ["-p", "process.execPath"]);
+  const { python: pythonPath, node: nodePath } = await interpreters();
   const write = async (name: string, text: string) => {
     await Deno.writeTextFile(`${tempDir}/${name}`, text);
     return `${tempDir}/${name}`;
@@ -371,6 +378,8 @@ async function rows(settings: Settings): Promise<Row[]> {
   ours(ROUND_TRIPS, "pipe_duplex.ts --window 1", await lesson("scripts/pipe_duplex.ts", window1));
   const channel = await lesson("scripts/pipe_channel.ts", ["--round-trips", `${roundTrips}`]);
   ours(ROUND_TRIPS, "pipe_channel.ts --round-trips", channel);
+  const fast = await lesson("scripts/pipe_round_trips.ts", ["--round-trips", `${roundTrips}`]);
+  ours(ROUND_TRIPS, "pipe_round_trips.ts --round-trips", fast);
 
   const start = (command: string | undefined, args: string[], firstByte = false): Measure =>
     command ? () => startup(command, args, startups, firstByte) : undefined;
@@ -536,16 +545,11 @@ async function machine(): Promise<string> {
   const cpu = (await run("sh", ["-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"]))
     .stdout.trim();
   const kernel = (await run("uname", ["-srm"])).stdout.trim();
-  const version = async (command: string, args: string[]) => {
-    if (!(await installed(command))) return `no ${command}`;
-    const { stdout, stderr } = await run(command, args);
-    return (stdout || stderr).trim().split("\n")[0];
-  };
-  return `${navigator.hardwareConcurrency} x ${
-    cpu || "unknown CPU"
-  }, ${kernel}, Deno ${Deno.version.deno}, ${await version("python3", [
-    "--version",
-  ])}, Node ${await version("node", ["--version"])}`;
+  const { python, node } = await interpreters();
+  const python3 = python ? (await run(python, ["--version"])).stdout.trim() : "no python3";
+  const nodeVersion = node ? `Node ${(await run(node, ["--version"])).stdout.trim()}` : "no node";
+  return `${navigator.hardwareConcurrency} x ${cpu || "unknown CPU"}, ${kernel}, ` +
+    `Deno ${Deno.version.deno}, ${python3}, ${nodeVersion}`;
 }
 
 const USAGE = `usage: deno task bench [--quick] [--rounds N] [--only pinned|unpinned]

@@ -42,7 +42,8 @@ print(round(n / seconds))
 export const PY_MP_MESSAGES = `import json, sys, time
 from multiprocessing import Pipe, Process
 
-def child(conn, n):
+def child(conn, n, other_end):
+    other_end.close()  # so that this child sees its writes fail once the parent is gone
     for seq in range(n):
         conn.send_bytes(json.dumps({"seq": seq, "text": f"Number {seq}"}).encode())
     conn.close()
@@ -50,7 +51,7 @@ def child(conn, n):
 if __name__ == "__main__":
     n = int(sys.argv[1])
     reader, writer = Pipe(duplex=False)
-    process = Process(target=child, args=(writer, n))
+    process = Process(target=child, args=(writer, n, reader))
     process.start()
     writer.close()
     seen = 0
@@ -140,18 +141,19 @@ if (role === "child") {
 export const PY_MP_ROUND_TRIPS = `import json, sys, time
 from multiprocessing import Pipe, Process
 
-def child(conn):
+def child(conn, other_end):
+    other_end.close()  # a forked child holds both ends: close the parent's, or EOF never comes
     while True:
-        data = conn.recv_bytes()
-        if data == b"":  # the end (a forked child holds both ends, so EOF never comes)
+        try:
+            request = json.loads(conn.recv_bytes())
+        except EOFError:
             return
-        request = json.loads(data)
         conn.send_bytes(json.dumps({"id": request["id"], "text": request["text"].upper()}).encode())
 
 if __name__ == "__main__":
     n = int(sys.argv[1])
     mine, theirs = Pipe()
-    process = Process(target=child, args=(theirs,))
+    process = Process(target=child, args=(theirs, mine))
     process.start()
     theirs.close()
     for id in range(n + 1):  # request 0 is a warm-up: the clock starts when it is answered
@@ -163,7 +165,7 @@ if __name__ == "__main__":
         if answer["id"] != id or answer["text"] != text.upper():
             sys.exit(f"answer {answer} does not match request {id}")
     seconds = time.perf_counter() - start
-    mine.send_bytes(b"")
+    mine.close()
     process.join()
     print(round(n / seconds))
 `;
