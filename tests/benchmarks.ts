@@ -144,7 +144,7 @@ async function installed(command: string): Promise<boolean> {
  * that add ~80 ms to every start), or undefined when missing. Deno puts a `node` of its own on
  * its children's PATH when there is none (Deno itself, in Node mode): that is not Node.
  */
-async function interpreters(): Promise<{ python?: string; node?: string }> {
+export async function interpreters(): Promise<{ python?: string; node?: string }> {
   const path = async (command: string, args: string[]) => {
     if (!(await installed(command))) return undefined;
     return (await run(command, args).catch(() => ({ stdout: "" }))).stdout.trim() || undefined;
