@@ -460,12 +460,20 @@ function bestOf(all: Row[], group: Group) {
   }
   const ours = all.filter((r) => r.group === group.name && !r.peer && measured(r).length > 0);
   const rounds = Math.max(0, ...ours.map((r) => r.values.length));
+  const winners: string[] = []; // the best of our rows, each round
   const oursBest = Array.from({ length: rounds }, (_, round) => {
-    const values = ours.map((r) => r.values[round]).filter((v): v is number => v !== undefined);
-    if (values.length === 0) return undefined;
-    return group.lowerIsBetter ? Math.min(...values) : Math.max(...values);
+    let best: Row | undefined;
+    for (const row of ours) {
+      const value = row.values[round];
+      if (value !== undefined && (!best || better(value, best.values[round]!))) best = row;
+    }
+    if (best) winners.push(best.name);
+    return best?.values[round];
   });
-  return { bestPeer, oursBest };
+  const counts = new Map<string, number>();
+  for (const name of winners) counts.set(name, (counts.get(name) ?? 0) + 1);
+  const oursTop = [...counts].sort((a, b) => b[1] - a[1])[0]?.[0];
+  return { bestPeer, oursBest, oursTop };
 }
 
 function rowsTable(all: Row[]): string {
@@ -498,22 +506,22 @@ function rowsTable(all: Row[]): string {
 
 function targetsTable(all: Row[]): string {
   const lines = [
-    "| target | Deno's best row / the peer, median (min-max) | met |",
-    "| --- | --- | --- |",
+    "| target | Deno's best row / the peer, median (min-max) | met | Deno's best row, most rounds |",
+    "| --- | --- | --- | --- |",
   ];
   for (const target of TARGETS) {
     const group = GROUPS.find((g) => g.name === target.group)!;
-    const { oursBest } = bestOf(all, group);
+    const { oursBest, oursTop } = bestOf(all, group);
     const peer = all.find((r) => r.group === target.group && r.name === target.peer)!;
     const bound = target.max !== undefined ? `<= ${target.max}` : `>= ${target.min}`;
     const label = `${target.group}: Deno ${bound} x ${target.peer.replaceAll("|", "\\|")}`;
     const r = ratios(oursBest, peer.values);
     if (r.length === 0) {
-      lines.push(`| ${label} | not measured (${peer.skip ?? "no Deno row"}) | - |`);
+      lines.push(`| ${label} | not measured (${peer.skip ?? "no Deno row"}) | - | |`);
       continue;
     }
     const ok = target.max !== undefined ? median(r) <= target.max : median(r) >= target.min!;
-    lines.push(`| ${label} | ${spread(r)} | ${ok ? "met" : "**not met**"} |`);
+    lines.push(`| ${label} | ${spread(r)} | ${ok ? "met" : "**not met**"} | ${oursTop} |`);
   }
   return lines.join("\n");
 }
