@@ -445,10 +445,12 @@ function ratios(a: (number | undefined)[], b: (number | undefined)[]): number[] 
   return out;
 }
 
-const spread = (values: number[]) =>
-  values.length === 0
-    ? "-"
-    : `${format(median(values))} (${format(Math.min(...values))}-${format(Math.max(...values))})`;
+/** Median (min-max); `digits` fixes the decimals (a target's ratio: 0.797 must not read 0.80). */
+function spread(values: number[], digits?: number): string {
+  if (values.length === 0) return "-";
+  const show = (value: number) => digits === undefined ? format(value) : value.toFixed(digits);
+  return `${show(median(values))} (${show(Math.min(...values))}-${show(Math.max(...values))})`;
+}
 
 /** The peer of a group with the best median, and each round's best of our rows. */
 function bestOf(all: Row[], group: Group) {
@@ -521,7 +523,7 @@ function targetsTable(all: Row[]): string {
       continue;
     }
     const ok = target.max !== undefined ? median(r) <= target.max : median(r) >= target.min!;
-    lines.push(`| ${label} | ${spread(r)} | ${ok ? "met" : "**not met**"} | ${oursTop} |`);
+    lines.push(`| ${label} | ${spread(r, 3)} | ${ok ? "met" : "**not met**"} | ${oursTop} |`);
   }
   return lines.join("\n");
 }
