@@ -32,7 +32,7 @@ class Point {
 }
 register(Point, { name: "demo.Point" });
 
-import { hostileCases } from "./pickle_json_bench.ts";
+import { hostileCases } from "./pickle_json_speed.ts";
 
 // ---------------------------------------------------------------------------------------------
 // The checker: deep equality with types, prototypes and sharing. It walks both graphs together
@@ -696,7 +696,7 @@ Deno.test("loads keeps __proto__ as data and changes no prototype", () => {
 });
 
 Deno.test("hostile but valid pickles (the bench's cases) load or fail with PickleError", () => {
-  // Behaviour only: their cost is measured by `deno run tests/pickle_json_bench.ts --hostile`.
+  // Behaviour only: their cost is measured by `deno run tests/pickle_json_speed.ts --hostile`.
   const refusals: [RegExp, RegExp][] = [ // case name, message: the cases loads must refuse
     [/^1M-deep/, /nested deeper than maxDepth/],
     [/^resizable buffers/, /ArrayBuffers larger than maxBufferBytes \(67108864\) in total/],
