@@ -400,7 +400,6 @@ export const BANNER = /^\/\/ -{20,}\n\/\/ The plumbing\.[^]*?\n\/\/ -{20,}\n/m;
  */
 export const NOT_YET_RESHAPED = [
   "fifo_many_writers.ts",
-  "named_fifo.ts",
   "pipe_buffer.ts",
   "pipe_duplex.ts",
   "pipe_lifetime.ts",
