@@ -202,8 +202,7 @@ async function runFifoLesson(lesson: () => Promise<number>): Promise<never> {
   } catch (error) {
     const expected = [Refusal, Deno.errors.NotFound, Deno.errors.NotCapable];
     const oneLine = expected.some((kind) => error instanceof kind);
-    // A closed stdout (`... | head -3`) ends the run quietly, as for a Unix tool; after a signal,
-    // how the lesson ended (a child that the clean-up stopped) is no news.
+    // A closed stdout (`| head`) ends the run quietly; after a signal, how it ended is no news.
     if (error instanceof Deno.errors.BrokenPipe) code = 0;
     else if (!exiting) console.error(oneLine ? `error: ${(error as Error).message}` : error);
   }

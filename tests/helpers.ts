@@ -399,7 +399,6 @@ export const BANNER = /^\/\/ -{20,}\n\/\/ The plumbing\.[^]*?\n\/\/ -{20,}\n/m;
  * been reshaped (it has the banner) or when a lesson outside it lacks the shape.
  */
 export const NOT_YET_RESHAPED = [
-  "fifo_many_writers.ts",
   "pipe_buffer.ts",
   "pipe_duplex.ts",
   "pipe_lifetime.ts",
