@@ -401,7 +401,6 @@ export const BANNER = /^\/\/ -{20,}\n\/\/ The plumbing\.[^]*?\n\/\/ -{20,}\n/m;
 export const NOT_YET_RESHAPED = [
   "pipe_buffer.ts",
   "pipe_duplex.ts",
-  "pipe_lifetime.ts",
 ];
 
 export function allLessons(): string[] {
