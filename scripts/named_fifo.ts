@@ -50,8 +50,9 @@ async function parent(count: number, intervalMs: number): Promise<number> {
   return await read(path, `Parent ${Deno.pid}`, writer);
 }
 
-// Opening a FIFO waits for its other end; since Deno 2.8.0 in a worker thread (denoland/deno#33667),
-// so Ctrl-C still cleans up. A writer dead before its open would leave ours waiting: race them.
+// Opening a FIFO waits until its other end is opened too; since Deno 2.8.0 that wait leaves the
+// event loop free (denoland/deno#33667), so Ctrl-C still cleans up. A writer that died before its
+// open would leave ours waiting forever: race the open with the writer's exit.
 async function read(path: string, who: string, writer?: Deno.ChildProcess): Promise<number> {
   const opening = openFifo(path, { read: true });
   const fifo = await (writer ? Promise.race([opening, writer.status]) : opening);

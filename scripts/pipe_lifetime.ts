@@ -43,7 +43,11 @@
 // names the pipe, `pipe:[inode]`: there is no path to it, only the ends the processes hold.
 async function anonymousPipe(): Promise<void> {
   console.log("Anonymous pipe: the child's stdout; the parent holds the read end.");
-  const child = startChild(["pipe"], [], "piped");
+  const options = { stdin: "piped", stdout: "piped" } as const;
+  const child = start(denoExecutable(), {
+    args: ["run", import.meta.url, "--child", "pipe"],
+    ...options,
+  });
   const reader = child.stdout.getReader();
   console.log(`  parent got: ${await firstLine(reader)}`);
   const [fdLink] = await findLinks([`/proc/${child.pid}/fd/1`, "-maxdepth", "0"]);
@@ -70,7 +74,8 @@ async function namedFifo(): Promise<void> {
   const fifo = await makeFifo(`${dir}/lesson.fifo`);
   console.log(`FIFO: mkfifo made ${fifo}, inode ${(await Deno.lstat(fifo)).ino}.`);
   const opening = Deno.open(fifo, { read: true });
-  const child = startChild(["FIFO", fifo], [`--allow-write=${fifo}`], "null");
+  const args = ["run", `--allow-write=${fifo}`, import.meta.url, "--child", "FIFO", fifo];
+  const child = start(denoExecutable(), { args, stdin: "piped", stdout: "null" });
   // A writer that dies before it opens the FIFO would leave this open waiting forever.
   const opened = await Promise.race([opening, child.status]);
   if (!(opened instanceof Deno.FsFile)) throw new Refusal("the writer ended before its open");
@@ -97,18 +102,13 @@ async function child(kind: string, fifo?: string): Promise<void> {
   out.close();
 }
 
-/** Starts this script as a child with `words` after `--child`, given only `permissions`. */
-function startChild(words: string[], permissions: string[], stdout: "piped" | "null") {
-  const stop = new AbortController(); // abort() sends the child SIGTERM
-  const child = new Deno.Command(denoExecutable(), {
-    args: ["run", ...permissions, import.meta.url, "--child", ...words],
-    stdin: "piped",
-    stdout,
-    signal: stop.signal,
-  }).spawn();
+/** Starts `program`; the clean-up stops it (SIGTERM) and waits for it: no child outlives us. */
+function start(program: string, options: Deno.CommandOptions): Deno.ChildProcess {
+  const stop = new AbortController();
+  const child = new Deno.Command(program, { ...options, signal: stop.signal }).spawn();
   undo.push(() => {
     stop.abort();
-    return child.status; // no child outlives the lesson
+    return child.status;
   });
   return child;
 }
@@ -134,7 +134,7 @@ async function readToEof(reader: ReadableStreamDefaultReader<Uint8Array>): Promi
 
 /** Runs GNU find with `args` and returns its "path -> link" lines (it reads /proc for us). */
 async function findLinks(args: string[]): Promise<string[]> {
-  const { stdout } = await new Deno.Command("find", {
+  const { stdout } = await start("find", {
     args: [...args, "-printf", "%p -> %l\n"],
     stdout: "piped",
     stderr: "null", // processes we may not inspect, or that exit while find looks
@@ -247,17 +247,11 @@ if (import.meta.main && Deno.args[0] === "--child") {
   await child(Deno.args[1], Deno.args[2]);
 } else if (import.meta.main) {
   requireDeno();
-  const { parseArgs } = await import("node:util");
-  let help: boolean | undefined = false;
-  try {
-    help = parseArgs({ options: { help: { type: "boolean" } } }).values.help;
-  } catch (error) {
-    usageError((error as Error).message);
-  }
-  if (help) {
+  if (Deno.args.length === 1 && Deno.args[0] === "--help") {
     console.log(USAGE);
     Deno.exit(0);
   }
+  if (Deno.args.length > 0) usageError(`no options but --help, got "${Deno.args.join(" ")}"`);
   await runFifoLesson(async () => {
     if (Deno.build.os !== "linux") throw new Refusal("this lesson reads Linux's /proc: Linux only");
     await anonymousPipe();
