@@ -54,8 +54,6 @@ async function demo(clients = 3, requests = 4): Promise<number> {
     const how = status.signal ? `was killed by ${status.signal}` : `exited with ${status.code}`;
     console.log(`Client ${index + 1} ${status.success ? `got its ${requests} answers` : how}`);
   });
-  const leftover = `${path}.${children.at(-1)!.pid}`; // the killed client could not remove it
-  undo.push(() => Deno.remove(leftover));
   return statuses.slice(0, -1).every((status) => status.success) ? 0 : 1;
 }
 
@@ -81,6 +79,7 @@ async function serve(server: { requests: Deno.FsFile }, path: string, victim?: D
     if (Number(request) === victim?.pid) { // in the default run, the last client dies here
       victim.kill("SIGKILL");
       await victim.status;
+      undo.push(() => Deno.remove(`${path}.${request}`)); // its FIFO: it cannot remove it now
       console.log("Server killed the last client after its request, then answered it: no wait");
     }
     // A FIFO opened for reading and writing never waits (Linux, macOS; POSIX leaves it open),
