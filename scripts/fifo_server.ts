@@ -106,7 +106,11 @@ async function client(path: string, requests = 4): Promise<number> {
   }, 5e3);
   const server = await openFifo(path, { write: true }); // waits for the server's read end
   for (let sent = 0; sent < requests; sent++) {
-    server.writeSync(encoder.encode(`${Deno.pid}\n`));
+    try {
+      server.writeSync(encoder.encode(`${Deno.pid}\n`));
+    } catch (error) { // the server is gone: say so, not the quiet end of a closed stdout
+      throw error instanceof Deno.errors.BrokenPipe ? new Refusal("the server is gone") : error;
+    }
     console.log(`Client ${Deno.pid} got ${(await answers.next()).value}`);
   }
   clearTimeout(late);
