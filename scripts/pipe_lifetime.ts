@@ -43,11 +43,8 @@
 // names the pipe, `pipe:[inode]`: there is no path to it, only the ends the processes hold.
 async function anonymousPipe(): Promise<void> {
   console.log("Anonymous pipe: the child's stdout; the parent holds the read end.");
-  const options = { stdin: "piped", stdout: "piped" } as const;
-  const child = start(denoExecutable(), {
-    args: ["run", import.meta.url, "--child", "pipe"],
-    ...options,
-  });
+  const args = ["run", import.meta.url, "--child", "pipe"];
+  const child = start(denoExecutable(), { args, stdin: "piped", stdout: "piped" });
   const reader = child.stdout.getReader();
   console.log(`  parent got: ${await firstLine(reader)}`);
   const [fdLink] = await findLinks([`/proc/${child.pid}/fd/1`, "-maxdepth", "0"]);
