@@ -25,7 +25,6 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
 
 // The default run is the server, in a private directory (mode 700: nobody else can plant a file
 // there; TLPI's names in /tmp are guessable), and its clients may use nothing else.
@@ -227,6 +226,7 @@ const USAGE =
 
 if (import.meta.main) {
   requireDeno();
+  const { parseArgs } = await import("node:util");
   const [text, flag] = [{ type: "string" }, { type: "boolean" }] as const;
   let options: { role?: string; path?: string; help?: boolean } = {};
   try {
