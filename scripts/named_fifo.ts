@@ -95,8 +95,9 @@ async function write(path: string, count: number, intervalMs: number): Promise<n
 async function oneSide(role: string, path: string, count: number, intervalMs: number) {
   const found = await Deno.lstat(path).catch(() => null); // null: nothing at P yet
   if (!found?.isFifo) await makeFifo(path); // mkfifo refuses a file or a symlink at P
-  console.log(`${role} ${Deno.pid}: waiting for the other end of ${path}`);
-  if (role === "reader") return await read(path, `Reader ${Deno.pid}`);
+  const who = `${role === "reader" ? "Reader" : "Writer"} ${Deno.pid}`;
+  console.log(`${who}: waiting for the other end of ${path}`);
+  if (role === "reader") return await read(path, who);
   return await write(path, count, intervalMs);
 }
 

@@ -111,7 +111,7 @@ Deno.test("reader first, then an unrelated writer: the reader made the FIFO and 
       },
     );
     const out = lineReader(reader.stdout);
-    assert.match((await out.next())!, /^reader \d+: waiting for the other end of /);
+    assert.match((await out.next())!, /^Reader \d+: waiting for the other end of /);
     assert.ok(await isFifo(path), "the reader created the FIFO");
     const writer = await runScript(NAME, writerArgs(path, 3), { timeoutMs: DEADLINE });
     assert.equal(writer.code, 0, writer.stderr);
@@ -135,7 +135,7 @@ Deno.test("writer first, then a reader: the writer made the FIFO and removes it"
     const path = `${dir}/fifo`;
     await using writer = spawnScript(NAME, writerArgs(path, 2), { timeoutMs: DEADLINE });
     const says = lineReader(writer.stdout);
-    assert.match((await says.next())!, /^writer \d+: waiting for the other end of /);
+    assert.match((await says.next())!, /^Writer \d+: waiting for the other end of /);
     const reader = await runScript(NAME, ["--role", "reader", "--path", path], {
       timeoutMs: DEADLINE,
     });
@@ -286,7 +286,7 @@ Deno.test("the writer stops quietly when its reader goes away, as `yes | head -1
     ]);
     assert.equal(status.code, 0);
     assert.equal(stderr, "", "no broken-pipe error, no stack trace");
-    assert.match(stdout, /^writer \d+: waiting for the other end of \S+\n$/);
+    assert.match(stdout, /^Writer \d+: waiting for the other end of \S+\n$/);
     assert.ok(await isFifo(path), "a FIFO it did not make stays");
   });
 });
