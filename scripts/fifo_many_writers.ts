@@ -5,14 +5,11 @@
  * @run deno run --allow-run=deno,mkfifo --allow-read --allow-write scripts/fifo_many_writers.ts
  * @resource {https://man7.org/linux/man-pages/man7/pipe.7.html} Man page: pipe(7), PIPE_BUF
  *
- * Several unrelated writers may share one FIFO (claim 4; the server pattern of named_fifo.ts). Is
- * that safe? POSIX makes a write of at most PIPE_BUF bytes (4096 on Linux, 512 on macOS) to a pipe
- * atomic, so short lines never mix. A longer write may be split when the pipe is full (claim 3:
- * the writer waits), and another writer's bytes land in the gap. K writers send short lines, then
- * long ones (100,000 bytes, more than the 64 KiB pipe); the reader counts them, intact and torn
- * (how many long lines tear varies, even 0). Unix only. Read and write are unscoped as the FIFO
- * lives in a fresh temporary directory; each writer may only write it. Options: see `--help`.
- * Exit codes: 0 done, 1 error, 2 usage, 130 Ctrl-C, 143 SIGTERM.
+ * Several writers may share one FIFO (claim 4). POSIX makes a write of at most PIPE_BUF bytes
+ * (4096 on Linux, 512 on macOS) to a pipe atomic, so short lines never mix; a longer write may be
+ * split when the pipe is full (claim 3: the writer waits), and another writer's bytes land in the
+ * gap. K writers send short lines, then long ones (100,000 bytes, more than the 64 KiB pipe); the
+ * reader counts them, intact and torn (how many long lines tear varies, even 0). Unix only.
  *
  * The whole run prints:
  *
@@ -25,51 +22,59 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
 
-const HELP = `usage: fifo_many_writers.ts [--writers K] [--lines N] [--long-lines M]
-  --writers K      writers sharing the FIFO, 1 to 64 (default 4)
-  --lines N        short lines of 100 bytes per writer (default 10000)
-  --long-lines M   long lines of 100,000 bytes per writer (default 50; 0 skips them)`;
-const SHORT_BYTES = 100; // well under PIPE_BUF: one atomic write per line
-const LONG_BYTES = 100_000; // over PIPE_BUF and over the pipe's 64 KiB capacity
+// The parent makes the FIFO in a fresh private directory (mode 700), then a round of short lines
+// and one of long lines, with all K writers at once.
+async function parent(writers: number, lines: number, longLines: number): Promise<number> {
+  const dir = await Deno.makeTempDir({ prefix: "fifo_many_writers_" });
+  undo.push(() => Deno.remove(dir));
+  const path = await makeFifo(`${dir}/fifo`);
+  console.log(`Parent ${Deno.pid}: ${writers} writers share the FIFO ${path}`);
+  if (lines > 0) await round(path, writers, lines, 100); // far below PIPE_BUF
+  if (longLines > 0) await round(path, writers, longLines, 100_000); // above it, and the pipe
+  return 0;
+}
 
-/** A mistake on the command line: one line, exit 2. */
-class UsageError extends Error {}
-/** An expected failure the user can act on: one line, no stack trace, exit 1. */
-class Refusal extends Error {}
+// The parent opens its read end and a spare write end together (each open waits for the other
+// end): the spare keeps the FIFO from reporting EOF when one writer is done before the next has
+// even opened. Each writer is a copy of this script that may write that one path.
+async function round(path: string, writers: number, lines: number, bytes: number) {
+  const started = performance.now();
+  const ends = [Deno.open(path, { read: true }), Deno.open(path, { write: true })];
+  const [reading, spare] = await Promise.all(ends);
+  const stopWriters = new AbortController(); // abort() sends each writer SIGTERM
+  const children = Array.from({ length: writers }, (_, id) =>
+    new Deno.Command(denoExecutable(), {
+      args: ["run", `--allow-write=${path}`, import.meta.url, "--child", path, `${id}`]
+        .concat(`${lines}`, `${bytes}`),
+      stdout: "null",
+      signal: stopWriters.signal,
+    }).spawn());
+  undo.push(() => {
+    stopWriters.abort();
+    return Promise.all(children.map((child) => child.status)); // no child outlives the parent
+  });
+  // The row's label goes out now that the writers run. Once they have all exited, closing the
+  // spare leaves no write end: the reader drains the FIFO and sees EOF.
+  writeAll(Deno.stdout, encoder.encode(`${bytes}-byte lines: `));
+  const counting = countLines(reading, bytes);
+  const statuses = await Promise.all(children.map((child) => child.status));
+  spare.close();
+  const { received, intact } = await counting;
+  if (statuses.some((status) => !status.success)) throw new Refusal("a writer failed");
+  const ms = Math.round(performance.now() - started);
+  const figures = `received ${received}, intact ${intact}, torn ${received - intact}`;
+  writeAll(Deno.stdout, encoder.encode(`sent ${writers * lines}, ${figures} (in ${ms} ms)\n`));
+}
 
-// What to undo (stop the writers, remove the FIFO), run last-in first-out on every exit path.
-const cleanups: (() => void | Promise<void>)[] = [];
-let exiting = false;
-
-/** Cleans up and exits. The first call wins: a signal may arrive while main is ending too. */
-async function exitWith(code: number): Promise<never> {
-  // A second call (a signal while main is ending, or the reverse) waits: the first one exits.
-  if (exiting) return await new Promise<never>(() => {});
-  exiting = true;
-  for (const step of cleanups.reverse()) {
-    try {
-      await step();
-    } catch { /* best effort: keep cleaning */ }
+/** Counts the lines read to EOF, and those that are exactly one writer's line. */
+async function countLines(fifo: Deno.FsFile, bytes: number) {
+  let [received, intact] = [0, 0];
+  for await (const line of readLines(fifo.readable)) {
+    received++;
+    if (isIntact(line, bytes)) intact++;
   }
-  Deno.exit(code);
-}
-
-/**
- * The Deno binary to run the child with: this very binary. `--allow-run=deno` grants the `deno`
- * found on PATH; when that is a symlink to this binary (npm and Homebrew installs), Deno grants
- * the name but not the real path, so fall back to the name.
- */
-function denoExecutable(): string {
-  const self = Deno.execPath();
-  const status = Deno.permissions.querySync({ name: "run", command: self });
-  return status.state === "granted" ? self : "deno";
-}
-
-/** Writer `id`'s letter: its lines are `w<id> <seq> ` then this letter up to the length. */
-function letterOf(id: number): string {
-  return String.fromCharCode(97 + id % 26);
+  return { received, intact };
 }
 
 /** Line `seq` of writer `id`, `bytes` long with its newline, e.g. `w2 000017 cccc...c\n`. */
@@ -84,194 +89,157 @@ export function isIntact(line: string, bytes: number): boolean {
   return match !== null && line.length + 1 === bytes && match[2] === letterOf(Number(match[1]));
 }
 
-/**
- * The child: one `writeSync` per line, a single system call with no worker-thread round trip.
- * `writeSync` may write less than asked, so loop until the whole line is out (for a line up to
- * PIPE_BUF it never does: a blocking pipe write that small is all or nothing).
- */
-async function runWriter(path: string, id: number, lines: number, bytes: number) {
+/** Writer `id`'s letter: its lines are `w<id> <seq> ` and then this letter up to the length. */
+function letterOf(id: number): string {
+  return String.fromCharCode(97 + id % 26);
+}
+
+// A writer writes each line with one writeSync, one system call: up to PIPE_BUF bytes it is all or
+// nothing; a longer line goes in parts as the pipe drains, between other writers' bytes (writeAll
+// loops until it is all out). If the reader is gone (its parent was killed), it stops quietly.
+async function child(path: string, id: number, lines: number, bytes: number): Promise<void> {
   const fifo = await Deno.open(path, { write: true });
-  const encoder = new TextEncoder();
   try {
-    for (let seq = 0; seq < lines; seq++) {
-      const line = encoder.encode(makeLine(id, seq, bytes));
-      for (let done = 0; done < line.length;) done += fifo.writeSync(line.subarray(done));
-    }
-  } catch (error) {
-    // The reader is gone (its process was killed): Deno ignores SIGPIPE, so the write throws.
-    if (error instanceof Deno.errors.BrokenPipe) throw new Refusal("the reader closed the FIFO");
-    throw error;
-  }
-  fifo.close();
-}
-
-/**
- * Reads the FIFO to EOF with one reader, splits lines itself (a chunk may hold many lines, or end
- * in the middle of one), and counts them.
- */
-async function countLines(fifo: Deno.FsFile, bytes: number) {
-  const decoder = new TextDecoder();
-  let partial = ""; // the start of a line whose end has not arrived yet
-  let received = 0;
-  let intact = 0;
-  for await (const chunk of fifo.readable) {
-    const text = decoder.decode(chunk, { stream: true });
-    const lastNewline = text.lastIndexOf("\n");
-    if (lastNewline < 0) {
-      partial += text; // a long line: only look for its end in what arrives next
-      continue;
-    }
-    const lines = (partial + text.slice(0, lastNewline)).split("\n");
-    partial = text.slice(lastNewline + 1);
-    received += lines.length;
-    for (const line of lines) if (isIntact(line, bytes)) intact++;
-  }
-  return { received, intact };
-}
-
-/** Starts writer `id` as a copy of this script, allowed to write the FIFO and nothing else. */
-function startWriter(path: string, id: number, lines: number, bytes: number): Deno.ChildProcess {
-  const asWriter = ["--role", "writer", "--path", path, "--id", `${id}`];
-  const work = ["--lines", `${lines}`, "--bytes", `${bytes}`];
-  const command = new Deno.Command(denoExecutable(), {
-    args: ["run", `--allow-write=${path}`, import.meta.filename!, ...asWriter, ...work],
-    stdout: "null",
-  });
-  try {
-    return command.spawn();
-  } catch (error) {
-    if (error instanceof Deno.errors.NotCapable) {
-      throw new Refusal("starting the writers needs --allow-run=deno");
-    }
-    throw error;
-  }
-}
-
-/**
- * Writes `text` to stdout now, even without a newline (a row's label, its figures to come). A
- * closed stdout (`| head -1`) is ignored, as console.log ignores it for the figures.
- */
-function writeText(text: string): void {
-  const bytes = new TextEncoder().encode(text);
-  try {
-    for (let done = 0; done < bytes.length;) done += Deno.stdout.writeSync(bytes.subarray(done));
+    for (let seq = 0; seq < lines; seq++) writeAll(fifo, encoder.encode(makeLine(id, seq, bytes)));
   } catch (error) {
     if (!(error instanceof Deno.errors.BrokenPipe)) throw error;
   }
 }
 
-/** One round: `writers` children send `lines` lines of `bytes` bytes each at the same time. */
-async function round(path: string, writers: number, lines: number, bytes: number) {
-  const started = performance.now();
-  // Open our read end and a spare write end together (each open waits for the other). The spare
-  // keeps the FIFO from reporting EOF if one writer finishes before the next has even opened.
-  const [reading, spare] = await Promise.all([
-    Deno.open(path, { read: true }),
-    Deno.open(path, { write: true }),
-  ]);
-  const children: Deno.ChildProcess[] = [];
-  for (let id = 0; id < writers; id++) {
-    const child = startWriter(path, id, lines, bytes);
-    children.push(child);
-    cleanups.push(async () => {
-      child.kill("SIGTERM"); // throws if it has ended already: then there is nothing to wait for
-      await child.status; // no child outlives us
-    });
-  }
-  // The row's label goes out now that the writers run, its figures once they are done.
-  writeText(`${bytes}-byte lines: `);
-  const counting = countLines(reading, bytes);
-  const statuses = await Promise.all(children.map((child) => child.status));
-  spare.close(); // now every writer has closed: the reader drains the pipe and sees EOF
-  const { received, intact } = await counting;
-  if (statuses.some((status) => !status.success)) throw new Refusal("a writer failed");
-  const ms = Math.round(performance.now() - started);
-  console.log(
-    `sent ${writers * lines}, received ${received}, ` +
-      `intact ${intact}, torn ${received - intact} (in ${ms} ms)`,
-  );
-}
+// ---------------------------------------------------------------------------------------------
+// The plumbing. Every lesson that needs one of these pieces carries the same text, so each can
+// be copied alone (tests/plumbing_test.ts keeps the copies identical).
+// ---------------------------------------------------------------------------------------------
 
-/** The options, as parseArgs returns them; any mistake is a one-line UsageError. */
-function parseCommandLine(args: string[]) {
-  try {
-    return parseArgs({
-      args,
-      strict: true,
-      options: {
-        writers: { type: "string", default: "4" },
-        lines: { type: "string", default: "10000" },
-        "long-lines": { type: "string", default: "50" },
-        help: { type: "boolean", default: false },
-        role: { type: "string" }, // internal: how the parent starts each writer
-        path: { type: "string" },
-        id: { type: "string", default: "0" },
-        bytes: { type: "string", default: `${SHORT_BYTES}` },
-      },
-    }).values;
-  } catch (error) {
-    throw new UsageError((error as Error).message.replaceAll("\n", " "));
-  }
-}
-
-/** A whole number >= `min` from option `--name`, or a UsageError naming it. */
-function wholeNumber(name: string, text: string, min: number): number {
-  const value = Number(text);
-  if (!/^\d+$/.test(text) || !Number.isSafeInteger(value) || value < min) {
-    throw new UsageError(`--${name} wants a whole number >= ${min}, got "${text}"`);
-  }
-  return value;
-}
-
-async function main(args: string[]): Promise<void> {
-  const opts = parseCommandLine(args);
-  if (opts.help) {
-    console.log(HELP);
-    return;
-  }
-  const lines = wholeNumber("lines", opts.lines, 0);
-  if (opts.role !== undefined) {
-    if (opts.role !== "writer" || opts.path === undefined) {
-      throw new UsageError("--role writer --path P is how the parent starts a writer");
+/** Splits a byte stream into lines (without "\n"), however the pipe cut it into chunks. */
+export async function* readLines(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {
+  let partial = ""; // the start of a line whose "\n" has not arrived yet
+  // TextDecoderStream keeps a UTF-8 character split between two chunks whole.
+  for await (const text of stream.pipeThrough(new TextDecoderStream())) {
+    if (!text.includes("\n")) { // a piece of a long line: split nothing until its end comes
+      partial += text;
+      continue;
     }
-    const id = wholeNumber("id", opts.id, 0);
-    await runWriter(opts.path, id, lines, wholeNumber("bytes", opts.bytes, 16));
-    return;
+    const lines = (partial + text).split("\n");
+    partial = lines.pop()!;
+    yield* lines;
   }
-  const writers = wholeNumber("writers", opts.writers, 1);
-  if (writers > 64) throw new UsageError(`--writers wants at most 64, got ${writers}`);
-  const longLines = wholeNumber("long-lines", opts["long-lines"], 0);
-  if (Deno.build.os === "windows") throw new Refusal("FIFOs are Unix only: use Linux or macOS");
-  Deno.addSignalListener("SIGINT", () => exitWith(130));
-  Deno.addSignalListener("SIGTERM", () => exitWith(143));
-
-  const dir = await Deno.makeTempDir({ prefix: "fifo_many_writers_" });
-  cleanups.push(() => Deno.remove(dir));
-  const path = `${dir}/fifo`;
-  // Deno has no mkfifo call, so we run the program; mode 600: only our user may open the FIFO.
-  const made = await new Deno.Command("mkfifo", { args: ["-m", "600", path] }).output();
-  if (!made.success) throw new Refusal(`mkfifo could not create ${path}`);
-  cleanups.push(() => Deno.remove(path));
-  console.log(`Parent ${Deno.pid}: ${writers} writers share the FIFO ${path}`);
-  if (lines > 0) await round(path, writers, lines, SHORT_BYTES);
-  if (longLines > 0) await round(path, writers, longLines, LONG_BYTES);
+  if (partial !== "") yield partial; // a last line without "\n" is still a line
 }
 
-if (import.meta.main) {
+const encoder = new TextEncoder();
+
+/**
+ * Writes all of `bytes` with `writeSync`, one system call and no await (an `await write()` per
+ * small message is 10-50x slower). Throws `Deno.errors.BrokenPipe` once nobody reads.
+ */
+function writeAll(file: { writeSync(bytes: Uint8Array): number }, bytes: Uint8Array): void {
+  let written = 0;
+  while (written < bytes.length) written += file.writeSync(bytes.subarray(written));
+}
+
+/**
+ * This Deno, to start a child with. `--allow-run=deno` grants the `deno` on PATH; when that is a
+ * symlink (npm, Homebrew), the real path `Deno.execPath()` is not granted, so run it by name.
+ */
+function denoExecutable(): string {
+  const self = Deno.execPath();
+  const status = Deno.permissions.querySync({ name: "run", command: self });
+  return status.state === "granted" ? self : "deno";
+}
+
+/** Exits with one line, code 1, on a Deno older than the lessons need (2.8.3). */
+function requireDeno(): void {
+  const [major, minor, patch] = Deno.version.deno.split(/[.-]/).map(Number);
+  if (major * 1e6 + minor * 1e3 + patch >= 2_008_003) return;
+  console.error(`error: this lesson needs Deno 2.8.3 or newer, not ${Deno.version.deno}`);
+  Deno.exit(1);
+}
+
+/** A mistake on the command line: one line naming it, and exit code 2, never a stack trace. */
+function usageError(message: string): never {
+  console.error(`error: ${message.replaceAll("\n", " ")} (see --help)`);
+  Deno.exit(2);
+}
+
+// The FIFO pieces. What to undo on every way out (the end, an error, Ctrl-C, SIGTERM), last
+// first: only what this process made, and a FIFO only while its inode is still the one it made.
+const undo: (() => unknown)[] = [];
+let exiting = false; // set by the first call of cleanUpAndExit, which ends the run
+
+/** Undoes what this process made, last first, then exits. A later call waits for the first. */
+async function cleanUpAndExit(code: number): Promise<never> {
+  if (exiting) await new Promise(() => {}); // never resolves: the first call exits for both
+  exiting = true;
+  for (const step of undo.reverse()) await Promise.try(step).catch(() => {}); // gone already?
+  Deno.exit(code);
+}
+
+/** Makes a FIFO with `mkfifo` (Deno has no call for it), mode 600: only our user may open it. */
+async function makeFifo(path: string): Promise<string> {
+  const made = await new Deno.Command("mkfifo", { args: ["-m", "600", "--", path] }).output();
+  if (!made.success) throw new Refusal(`mkfifo could not make ${path}`); // something is there
+  const { ino } = await Deno.lstat(path);
+  undo.push(() => { // only while the path still holds our FIFO, never what took its place
+    const now = Deno.lstatSync(path);
+    if (now.isFifo && now.ino === ino) Deno.removeSync(path);
+  });
+  return path;
+}
+
+/** A failure the user can act on: one line, exit code 1. A bug keeps its stack trace. */
+class Refusal extends Error {}
+
+/** Runs a FIFO lesson, then undoes what it made and exits; so do Ctrl-C (130) and SIGTERM (143). */
+async function runFifoLesson(lesson: () => Promise<number>): Promise<never> {
+  let code = 1;
   try {
-    await main(Deno.args);
-    await exitWith(0);
+    if (Deno.build.os === "windows") throw new Refusal("FIFOs are Unix only: use Linux or macOS");
+    Deno.addSignalListener("SIGINT", () => cleanUpAndExit(130));
+    Deno.addSignalListener("SIGTERM", () => cleanUpAndExit(143));
+    code = await lesson();
   } catch (error) {
-    // A signal is ending the run: the exit code is the signal's, and a writer it killed is no news.
-    if (exiting) await exitWith(1);
-    if (error instanceof UsageError) {
-      console.error(`error: ${error.message} (see --help)`);
-      await exitWith(2);
-    }
-    const expected = error instanceof Refusal || error instanceof Deno.errors.NotCapable ||
-      error instanceof Deno.errors.NotFound;
-    // An expected failure is one line; anything else is a bug, shown with its stack trace.
-    console.error(expected ? `error: ${(error as Error).message}` : error);
-    await exitWith(1);
+    const expected = [Refusal, Deno.errors.NotFound, Deno.errors.NotCapable];
+    const oneLine = expected.some((kind) => error instanceof kind);
+    // A closed stdout (`| head`) ends the run quietly; after a signal, how it ended is no news.
+    if (error instanceof Deno.errors.BrokenPipe) code = 0;
+    else if (!exiting) console.error(oneLine ? `error: ${(error as Error).message}` : error);
   }
+  return await cleanUpAndExit(code);
+}
+
+// The command line. Each writer gets its settings as plain words after `--child`.
+const USAGE =
+  `usage: deno run --allow-run=deno,mkfifo --allow-read --allow-write scripts/fifo_many_writers.ts [options]
+  --writers K     writers sharing the FIFO, 1 to 64 (default 4)
+  --lines N       short lines of 100 bytes per writer (default 10000; 0 skips them)
+  --long-lines M  long lines of 100,000 bytes per writer (default 50; 0 skips them)
+  --help          show this help`;
+
+if (import.meta.main && Deno.args[0] === "--child") {
+  const [path, id, lines, bytes] = Deno.args.slice(1);
+  await child(path, Number(id), Number(lines), Number(bytes));
+} else if (import.meta.main) {
+  requireDeno();
+  const { parseArgs } = await import("node:util");
+  const number = (value: string) => ({ type: "string", default: value }) as const;
+  const spec = { writers: number("4"), lines: number("10000"), "long-lines": number("50") };
+  let options = { writers: "", lines: "", "long-lines": "", help: false };
+  try {
+    options = parseArgs({ options: { ...spec, help: { type: "boolean", default: false } } }).values;
+  } catch (error) {
+    usageError((error as Error).message);
+  }
+  if (options.help) {
+    console.log(USAGE);
+    Deno.exit(0);
+  }
+  const [writers, lines, longLines] = [options.writers, options.lines, options["long-lines"]];
+  for (const value of [writers, lines, longLines]) {
+    if (!/^\d{1,9}$/.test(value)) {
+      usageError(`the numbers must be whole numbers >= 0, not "${value}"`);
+    }
+  }
+  if (Number(writers) < 1 || Number(writers) > 64) usageError("--writers must be 1 to 64");
+  await runFifoLesson(() => parent(Number(writers), Number(lines), Number(longLines)));
 }

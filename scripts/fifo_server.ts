@@ -25,7 +25,6 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
 
 // The default run is the server, in a private directory (mode 700: nobody else can plant a file
 // there; TLPI's names in /tmp are guessable), and its clients may use nothing else.
@@ -42,7 +41,10 @@ async function demo(clients = 3, requests = 4): Promise<number> {
       stdout: "null",
       signal: stopClients.signal,
     }).spawn());
-  undo.push(() => stopClients.abort() ?? Promise.all(children.map((child) => child.status)));
+  undo.push(() => {
+    stopClients.abort();
+    return Promise.all(children.map((child) => child.status));
+  });
   const serving = serve(server, path, children.at(-1));
   const statuses = await Promise.all(children.map((child) => child.status));
   server.spare.close();
@@ -51,7 +53,6 @@ async function demo(clients = 3, requests = 4): Promise<number> {
     const how = status.signal ? `was killed by ${status.signal}` : `exited with ${status.code}`;
     console.log(`Client ${index + 1} ${status.success ? `got its ${requests} answers` : how}`);
   });
-  undo.push(() => removeFifo(`${path}.${children.at(-1)!.pid}`)); // what the killed one left
   return statuses.slice(0, -1).every((status) => status.success) ? 0 : 1;
 }
 
@@ -77,6 +78,7 @@ async function serve(server: { requests: Deno.FsFile }, path: string, victim?: D
     if (Number(request) === victim?.pid) { // in the default run, the last client dies here
       victim.kill("SIGKILL");
       await victim.status;
+      undo.push(() => Deno.remove(`${path}.${request}`)); // its FIFO: it cannot remove it now
       console.log("Server killed the last client after its request, then answered it: no wait");
     }
     // A FIFO opened for reading and writing never waits (Linux, macOS; POSIX leaves it open),
@@ -97,47 +99,21 @@ async function serve(server: { requests: Deno.FsFile }, path: string, victim?: D
 async function client(path: string, requests = 4): Promise<number> {
   const own = await makeFifo(`${path}.${Deno.pid}`);
   const answers = readLines((await openFifo(own, { read: true, write: true })).readable);
-  const late = setTimeout(() => cleanUp().then(() => Deno.exit(failed("no server answers"))), 5e3);
+  const late = setTimeout(() => {
+    console.error("error: no server answers");
+    cleanUpAndExit(1);
+  }, 5e3);
   const server = await openFifo(path, { write: true }); // waits for the server's read end
   for (let sent = 0; sent < requests; sent++) {
-    server.writeSync(encoder.encode(`${Deno.pid}\n`));
+    try {
+      server.writeSync(encoder.encode(`${Deno.pid}\n`));
+    } catch (error) { // the server is gone: say so, not the quiet end of a closed stdout
+      throw error instanceof Deno.errors.BrokenPipe ? new Refusal("the server is gone") : error;
+    }
     console.log(`Client ${Deno.pid} got ${(await answers.next()).value}`);
   }
   clearTimeout(late);
   return 0;
-}
-
-// What to undo on every way out (the end, an error, Ctrl-C, SIGTERM), last first: only what
-// this process made, and a FIFO only while its inode is still the one it made.
-const undo: (() => unknown)[] = [];
-async function cleanUp(): Promise<void> {
-  for (const step of undo.splice(0).reverse()) await Promise.resolve().then(step).catch(() => {});
-}
-
-/** Makes a FIFO, mode 600; `mkfifo` refuses a path where anything is. */
-async function makeFifo(path: string): Promise<string> {
-  const made = await new Deno.Command("mkfifo", { args: ["-m", "600", "--", path] }).output();
-  if (!made.success) throw new Refusal(`mkfifo could not make ${path}`);
-  const { ino } = await Deno.lstat(path);
-  undo.push(() => Deno.lstatSync(path).ino === ino && removeFifo(path));
-  return path;
-}
-const removeFifo = (path: string) => Deno.lstatSync(path).isFifo && Deno.removeSync(path);
-
-/** Opens a FIFO, then checks that it is one: the path may have been swapped before the open. */
-async function openFifo(path: string, options: Deno.OpenOptions): Promise<Deno.FsFile> {
-  const file = await Deno.open(path, options);
-  if ((await file.stat()).isFifo) return file;
-  file.close();
-  throw new Refusal(`${path} is not a FIFO: refusing to touch it`);
-}
-
-/** A failure the user can act on: one line, exit code 1. A bug keeps its stack trace. */
-class Refusal extends Error {}
-function failed(error: Error | string): number {
-  const expected = [Refusal, Deno.errors.NotFound, Deno.errors.NotCapable];
-  if (error instanceof Error && !expected.some((kind) => error instanceof kind)) throw error;
-  return console.error(`error: ${error instanceof Error ? error.message : error}`) ?? 1;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -187,6 +163,60 @@ function usageError(message: string): never {
   Deno.exit(2);
 }
 
+// The FIFO pieces. What to undo on every way out (the end, an error, Ctrl-C, SIGTERM), last
+// first: only what this process made, and a FIFO only while its inode is still the one it made.
+const undo: (() => unknown)[] = [];
+let exiting = false; // set by the first call of cleanUpAndExit, which ends the run
+
+/** Undoes what this process made, last first, then exits. A later call waits for the first. */
+async function cleanUpAndExit(code: number): Promise<never> {
+  if (exiting) await new Promise(() => {}); // never resolves: the first call exits for both
+  exiting = true;
+  for (const step of undo.reverse()) await Promise.try(step).catch(() => {}); // gone already?
+  Deno.exit(code);
+}
+
+/** Makes a FIFO with `mkfifo` (Deno has no call for it), mode 600: only our user may open it. */
+async function makeFifo(path: string): Promise<string> {
+  const made = await new Deno.Command("mkfifo", { args: ["-m", "600", "--", path] }).output();
+  if (!made.success) throw new Refusal(`mkfifo could not make ${path}`); // something is there
+  const { ino } = await Deno.lstat(path);
+  undo.push(() => { // only while the path still holds our FIFO, never what took its place
+    const now = Deno.lstatSync(path);
+    if (now.isFifo && now.ino === ino) Deno.removeSync(path);
+  });
+  return path;
+}
+
+/** Opens a FIFO, then checks that it is one: the path may have been swapped before the open. */
+async function openFifo(path: string, options: Deno.OpenOptions): Promise<Deno.FsFile> {
+  const file = await Deno.open(path, options);
+  if ((await file.stat()).isFifo) return file;
+  file.close();
+  throw new Refusal(`${path} is not a FIFO: refusing to touch it`);
+}
+
+/** A failure the user can act on: one line, exit code 1. A bug keeps its stack trace. */
+class Refusal extends Error {}
+
+/** Runs a FIFO lesson, then undoes what it made and exits; so do Ctrl-C (130) and SIGTERM (143). */
+async function runFifoLesson(lesson: () => Promise<number>): Promise<never> {
+  let code = 1;
+  try {
+    if (Deno.build.os === "windows") throw new Refusal("FIFOs are Unix only: use Linux or macOS");
+    Deno.addSignalListener("SIGINT", () => cleanUpAndExit(130));
+    Deno.addSignalListener("SIGTERM", () => cleanUpAndExit(143));
+    code = await lesson();
+  } catch (error) {
+    const expected = [Refusal, Deno.errors.NotFound, Deno.errors.NotCapable];
+    const oneLine = expected.some((kind) => error instanceof kind);
+    // A closed stdout (`| head`) ends the run quietly; after a signal, how it ended is no news.
+    if (error instanceof Deno.errors.BrokenPipe) code = 0;
+    else if (!exiting) console.error(oneLine ? `error: ${(error as Error).message}` : error);
+  }
+  return await cleanUpAndExit(code);
+}
+
 // The command line. A client is this script with `--role client`, in the default run as alone.
 const USAGE =
   `usage: deno run --allow-run=deno,mkfifo --allow-read --allow-write scripts/fifo_server.ts [options]
@@ -196,25 +226,26 @@ const USAGE =
 
 if (import.meta.main) {
   requireDeno();
+  const { parseArgs } = await import("node:util");
   const [text, flag] = [{ type: "string" }, { type: "boolean" }] as const;
-  const options = await Promise.resolve({ role: text, path: text, help: flag })
-    .then((spec) => parseArgs({ args: Deno.args, options: spec }).values)
-    .catch((error) => usageError(error.message));
-  if (options.help) Deno.exit(console.log(USAGE) ?? 0);
-  const { role = "", path = "" } = options;
-  const misused = !/^(server|client)?$/.test(role) || !role !== !path;
-  if (misused) usageError("use --role server or --role client, with --path DIR/NAME");
-  if (Deno.build.os === "windows") Deno.exit(failed("FIFOs are Unix only: use Linux or macOS"));
-  // A FIFO's file outlives its process (claim 5): every way out removes what we made.
-  let signalled = 0; // once a signal is being handled, its handler ends the run
-  for (const [signal, code] of [["SIGINT", 130], ["SIGTERM", 143]] as const) {
-    Deno.addSignalListener(signal, () => {
-      signalled = code;
-      cleanUp().then(() => Deno.exit(code));
-    });
+  let options: { role?: string; path?: string; help?: boolean } = {};
+  try {
+    options =
+      parseArgs({ args: Deno.args, options: { role: text, path: text, help: flag } }).values;
+  } catch (error) {
+    usageError((error as Error).message);
   }
-  const server = () => startServer(path).then((ends) => serve(ends, path)).then(() => 0);
-  const lesson = role === "server" ? server : role === "client" ? () => client(path) : demo;
-  const code = await lesson().catch((error) => signalled || failed(error)).finally(cleanUp);
-  if (!signalled) Deno.exit(code);
+  if (options.help) {
+    console.log(USAGE);
+    Deno.exit(0);
+  }
+  const { role = "", path = "" } = options;
+  if (!/^(server|client)?$/.test(role) || (role === "") !== (path === "")) {
+    usageError("use --role server or --role client, with --path DIR/NAME");
+  }
+  const server = async () => {
+    await serve(await startServer(path), path);
+    return 0;
+  };
+  await runFifoLesson(role === "server" ? server : role === "client" ? () => client(path) : demo);
 }

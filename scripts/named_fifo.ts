@@ -4,15 +4,12 @@
  * @tags cli
  * @run deno run --allow-run=deno,mkfifo --allow-read --allow-write scripts/named_fifo.ts
  * @resource {https://man7.org/linux/man-pages/man7/fifo.7.html} Man page: fifo(7)
- * @resource {https://docs.deno.com/api/deno/~/Deno.open} Doc: Deno.open
  *
  * The article's own program: a writer sends `Number 000`, `Number 001`, ... through a FIFO made
  * with `mkfifo`, and a reader prints each line. A FIFO has a name in the file system, so it also
  * joins processes with no common parent (claim 4), and its file stays until removed (claim 5).
- * Unix only. Read and write are unscoped as the FIFO lives in a fresh temporary directory; with
- * your own path P narrow them: `--allow-run=mkfifo --allow-read=P --allow-write=P`. Options
- * (`--help`): `--role reader|writer --path P` runs one side only; `cat P` may be the other.
- * Exit codes: 0 done (or stdout closed), 1 error, 2 usage, 130 Ctrl-C, 143 SIGTERM.
+ * Unix only. `--role reader|writer --path P` runs one side, for two terminals (or `cat P`, `echo
+ * hi > P`), with the flags narrowed to `--allow-run=mkfifo --allow-read=P --allow-write=P`.
  *
  * The whole run prints:
  *
@@ -30,75 +27,115 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
 
-const HELP = `usage: named_fifo.ts [--role reader|writer --path P] [options]
-  (no --role)           make a FIFO in a temporary directory, start a writer, read it
-  --role reader|writer  be one side only, on the FIFO at --path P (made if missing)
-  --count N             lines the writer sends (default 10; 0: until Ctrl-C)
-  --interval MS         milliseconds between lines (default 1000)
-  --keep-open           reader: keep serving writer after writer, until Ctrl-C
-  --help                show this help`;
+// The parent is the article's reader. Its FIFO is in a fresh private directory (mode 700): no one
+// else can plant a file at that name, as anyone can in /tmp. The writer is a copy of this script
+// (Deno has no fork) that may open that one path and nothing else.
+async function parent(count: number, intervalMs: number): Promise<number> {
+  const dir = await Deno.makeTempDir({ prefix: "named_fifo_" });
+  undo.push(() => Deno.remove(dir));
+  const path = await makeFifo(`${dir}/fifo`);
+  const stopWriter = new AbortController(); // abort() sends the writer SIGTERM
+  const only = [`--allow-read=${path}`, `--allow-write=${path}`]; // that one path
+  const writer = new Deno.Command(denoExecutable(), {
+    args: ["run", ...only, import.meta.url, "--child", path, `${count}`, `${intervalMs}`],
+    stdout: "null",
+    signal: stopWriter.signal,
+  }).spawn();
+  undo.push(() => {
+    stopWriter.abort();
+    return writer.status; // no child outlives its parent
+  });
+  console.log(`Parent ${Deno.pid} made the FIFO ${path} and started writer ${writer.pid}`);
+  return await read(path, `Parent ${Deno.pid}`, writer);
+}
 
-/** A mistake on the command line: one line, exit 2. */
-class UsageError extends Error {}
-/** An expected failure the user can act on: one line, no stack trace, exit 1. */
-class Refusal extends Error {}
+// Opening a FIFO waits until its other end is opened too; since Deno 2.8.0 that wait leaves the
+// event loop free (denoland/deno#33667), so Ctrl-C still cleans up. A writer that died before its
+// open would leave ours waiting forever: race the open with the writer's exit.
+async function read(path: string, who: string, writer?: Deno.ChildProcess): Promise<number> {
+  const opening = openFifo(path, { read: true });
+  const fifo = await (writer ? Promise.race([opening, writer.status]) : opening);
+  if (!(fifo instanceof Deno.FsFile)) throw new Refusal("the writer ended before its open");
+  // Each read waits while the FIFO is empty (claim 2); EOF comes once every writer has closed it.
+  // A closed stdout ends the run and cancels the pending read: since Deno 2.8.2 that no longer
+  // keeps the process alive (the lessons need 2.8.3).
+  for await (const line of readLines(fifo.readable)) {
+    const seconds = (Date.now() / 1000).toFixed(3);
+    writeAll(Deno.stdout, encoder.encode(`${who} got "${line}" at ${seconds}\n`));
+  }
+  writeAll(Deno.stdout, encoder.encode(`${who} saw EOF: every writer has closed the FIFO\n`));
+  const status = await writer?.status; // EOF came however the writer ended: ask it how
+  if (!status || status.success) return 0;
+  const how = status.signal ? `was killed by ${status.signal}` : `exited with code ${status.code}`;
+  throw new Refusal(`the writer ${how}`);
+}
 
-// What to undo (stop the writer, remove the FIFO), run last-in first-out on every exit path.
-const cleanups: (() => void | Promise<void>)[] = [];
-let exiting = false;
-
-/** Cleans up and exits. The first call wins: a signal may arrive while main is ending too. */
-async function exitWith(code: number): Promise<never> {
-  // A second call (a signal while main is ending, or the reverse) waits: the first one exits.
-  if (exiting) return await new Promise<never>(() => {});
-  exiting = true;
-  for (const step of cleanups.reverse()) {
+// The writer is the article's child: a line per interval, each one writeSync of less than
+// PIPE_BUF bytes, so it arrives whole (fifo_many_writers.ts). A reader that leaves would kill a C
+// writer with SIGPIPE; Deno ignores it, the write throws BrokenPipe, and the writer stops quietly.
+async function write(path: string, count: number, intervalMs: number): Promise<number> {
+  const fifo = await openFifo(path, { write: true });
+  for (let sent = 0; count === 0 || sent < count; sent++) {
+    if (sent > 0) await new Promise((resolve) => setTimeout(resolve, intervalMs));
     try {
-      await step();
-    } catch { /* best effort: keep cleaning */ }
+      writeAll(fifo, encoder.encode(`Number ${String(sent % 5).padStart(3, "0")}\n`));
+    } catch (error) {
+      if (error instanceof Deno.errors.BrokenPipe) return 0;
+      throw error;
+    }
   }
-  Deno.exit(code);
+  fifo.close(); // the reader's EOF
+  return 0;
 }
 
-/** What is at `path`: lstat, so a symlink is itself, not the thing it points to. */
-async function whatIsAt(path: string): Promise<string> {
-  try {
-    const info = await Deno.lstat(path);
-    if (info.isFifo) return "a FIFO";
-    if (info.isSymlink) return "a symlink";
-    return info.isDirectory ? "a directory" : "a file";
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return "nothing";
-    throw error;
-  }
+// One side only, for two terminals: reader and writer are unrelated, and the FIFO's name is all
+// they share (claim 4). In either order: the first makes the FIFO and removes it at its end; a
+// FIFO already at P (`mkfifo P`) is used and left there.
+async function oneSide(role: string, path: string, count: number, intervalMs: number) {
+  const found = await Deno.lstat(path).catch(() => null); // null: nothing at P yet
+  if (!found?.isFifo) await makeFifo(path); // mkfifo refuses a file or a symlink at P
+  const who = `${role === "reader" ? "Reader" : "Writer"} ${Deno.pid}`;
+  console.log(`${who}: waiting for the other end of ${path}`);
+  if (role === "reader") return await read(path, who);
+  return await write(path, count, intervalMs);
 }
+
+// ---------------------------------------------------------------------------------------------
+// The plumbing. Every lesson that needs one of these pieces carries the same text, so each can
+// be copied alone (tests/plumbing_test.ts keeps the copies identical).
+// ---------------------------------------------------------------------------------------------
+
+/** Splits a byte stream into lines (without "\n"), however the pipe cut it into chunks. */
+export async function* readLines(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {
+  let partial = ""; // the start of a line whose "\n" has not arrived yet
+  // TextDecoderStream keeps a UTF-8 character split between two chunks whole.
+  for await (const text of stream.pipeThrough(new TextDecoderStream())) {
+    if (!text.includes("\n")) { // a piece of a long line: split nothing until its end comes
+      partial += text;
+      continue;
+    }
+    const lines = (partial + text).split("\n");
+    partial = lines.pop()!;
+    yield* lines;
+  }
+  if (partial !== "") yield partial; // a last line without "\n" is still a line
+}
+
+const encoder = new TextEncoder();
 
 /**
- * Makes sure a FIFO is at `path`: an existing FIFO is used (returns false: not ours to remove),
- * nothing there means we create one (returns true), anything else is refused untouched.
- * Deno has no mkfifo call (calling libc's through FFI would need the far broader --allow-ffi),
- * so we run the `mkfifo` program; mode 600: only our user may open it.
+ * Writes all of `bytes` with `writeSync`, one system call and no await (an `await write()` per
+ * small message is 10-50x slower). Throws `Deno.errors.BrokenPipe` once nobody reads.
  */
-export async function ensureFifo(path: string): Promise<boolean> {
-  const found = await whatIsAt(path);
-  if (found === "a FIFO") return false;
-  if (found !== "nothing") {
-    throw new Refusal(`${path} is ${found}, not a FIFO: refusing to touch it`);
-  }
-  const mkfifo = new Deno.Command("mkfifo", { args: ["-m", "600", "--", path], stderr: "piped" });
-  const made = await mkfifo.output();
-  if (made.success) return true;
-  // Two copies started at once may both try: if the other one won, its FIFO is fine for us.
-  if (await whatIsAt(path) === "a FIFO") return false;
-  throw new Refusal(new TextDecoder().decode(made.stderr).trim());
+function writeAll(file: { writeSync(bytes: Uint8Array): number }, bytes: Uint8Array): void {
+  let written = 0;
+  while (written < bytes.length) written += file.writeSync(bytes.subarray(written));
 }
 
 /**
- * The Deno binary to run the child with: this very binary. `--allow-run=deno` grants the `deno`
- * found on PATH; when that is a symlink to this binary (npm and Homebrew installs), Deno grants
- * the name but not the real path, so fall back to the name.
+ * This Deno, to start a child with. `--allow-run=deno` grants the `deno` on PATH; when that is a
+ * symlink (npm, Homebrew), the real path `Deno.execPath()` is not granted, so run it by name.
  */
 function denoExecutable(): string {
   const self = Deno.execPath();
@@ -106,207 +143,108 @@ function denoExecutable(): string {
   return status.state === "granted" ? self : "deno";
 }
 
-const encoder = new TextEncoder();
-
-/**
- * Writes to our stdout with `writeSync`, looping because a write may take only part of the bytes.
- * Not `console.log`: it silently ignores a closed stdout, so `... | head -3` would never end.
- * This throws BrokenPipe instead, and the caller stops.
- */
-function writeOut(text: string): void {
-  const bytes = encoder.encode(text);
-  for (let written = 0; written < bytes.length;) {
-    written += Deno.stdout.writeSync(bytes.subarray(written));
-  }
+/** Exits with one line, code 1, on a Deno older than the lessons need (2.8.3). */
+function requireDeno(): void {
+  const [major, minor, patch] = Deno.version.deno.split(/[.-]/).map(Number);
+  if (major * 1e6 + minor * 1e3 + patch >= 2_008_003) return;
+  console.error(`error: this lesson needs Deno 2.8.3 or newer, not ${Deno.version.deno}`);
+  Deno.exit(1);
 }
 
-/**
- * Prints every line read from the FIFO until EOF. One reader over the whole stream, and we split
- * lines ourselves: a chunk may hold many lines, or end in the middle of one.
- */
-async function printLines(fifo: Deno.FsFile, who: string): Promise<void> {
-  const got = (line: string) => `${who} got "${line}" at ${(Date.now() / 1000).toFixed(3)}\n`;
-  const decoder = new TextDecoder();
-  let partial = ""; // the start of a line whose end has not arrived yet
-  for await (const chunk of fifo.readable) {
-    const text = decoder.decode(chunk, { stream: true });
-    const lastNewline = text.lastIndexOf("\n");
-    if (lastNewline < 0) {
-      partial += text; // a long line: only look for its end in what arrives next
-      continue;
-    }
-    const lines = (partial + text.slice(0, lastNewline)).split("\n");
-    partial = text.slice(lastNewline + 1);
-    writeOut(lines.map(got).join(""));
-  }
-  // EOF: a writer that stopped inside a UTF-8 character left bytes the decoder kept for the next
-  // chunk; flushing shows them as U+FFFD instead of dropping them without a word.
-  partial += decoder.decode();
-  if (partial !== "") writeOut(got(partial));
-  writeOut(`${who} saw EOF: every writer has closed the FIFO\n`);
+/** A mistake on the command line: one line naming it, and exit code 2, never a stack trace. */
+function usageError(message: string): never {
+  console.error(`error: ${message.replaceAll("\n", " ")} (see --help)`);
+  Deno.exit(2);
 }
 
-/**
- * Sends `Number 000` ... (counter mod 5), one line per interval. `writeSync` is one system call
- * per line, no worker-thread round trip, and a write of at most PIPE_BUF bytes (4096 on Linux)
- * to a pipe is atomic: whole, never mixed with another writer's bytes. A reader that goes away
- * would kill a C program with SIGPIPE; Deno ignores that signal, so the write throws BrokenPipe.
- */
-async function sendLines(fifo: Deno.FsFile, count: number, interval: number) {
-  for (let sent = 0; count === 0 || sent < count; sent++) {
-    if (sent > 0) await new Promise((wake) => setTimeout(wake, interval));
-    try {
-      fifo.writeSync(encoder.encode(`Number ${String(sent % 5).padStart(3, "0")}\n`));
-    } catch (error) {
-      if (!(error instanceof Deno.errors.BrokenPipe)) throw error;
-      throw new Refusal(`the reader closed the FIFO after ${sent} lines (broken pipe)`);
-    }
-  }
-  fifo.close(); // the reader sees EOF once every writer has closed
+// The FIFO pieces. What to undo on every way out (the end, an error, Ctrl-C, SIGTERM), last
+// first: only what this process made, and a FIFO only while its inode is still the one it made.
+const undo: (() => unknown)[] = [];
+let exiting = false; // set by the first call of cleanUpAndExit, which ends the run
+
+/** Undoes what this process made, last first, then exits. A later call waits for the first. */
+async function cleanUpAndExit(code: number): Promise<never> {
+  if (exiting) await new Promise(() => {}); // never resolves: the first call exits for both
+  exiting = true;
+  for (const step of undo.reverse()) await Promise.try(step).catch(() => {}); // gone already?
+  Deno.exit(code);
 }
 
-/** The options, as parseArgs returns them; any mistake is a one-line UsageError. */
-function parseCommandLine(args: string[]) {
-  try {
-    return parseArgs({
-      args,
-      strict: true,
-      options: {
-        role: { type: "string" },
-        path: { type: "string" },
-        count: { type: "string", default: "10" },
-        interval: { type: "string", default: "1000" },
-        "keep-open": { type: "boolean", default: false },
-        help: { type: "boolean", default: false },
-      },
-    }).values;
-  } catch (error) {
-    throw new UsageError((error as Error).message.replaceAll("\n", " "));
-  }
+/** Makes a FIFO with `mkfifo` (Deno has no call for it), mode 600: only our user may open it. */
+async function makeFifo(path: string): Promise<string> {
+  const made = await new Deno.Command("mkfifo", { args: ["-m", "600", "--", path] }).output();
+  if (!made.success) throw new Refusal(`mkfifo could not make ${path}`); // something is there
+  const { ino } = await Deno.lstat(path);
+  undo.push(() => { // only while the path still holds our FIFO, never what took its place
+    const now = Deno.lstatSync(path);
+    if (now.isFifo && now.ino === ino) Deno.removeSync(path);
+  });
+  return path;
 }
 
-/** A whole number >= 0 from option `--name`, or a UsageError naming it. */
-function wholeNumber(name: string, text: string): number {
-  if (!/^\d+$/.test(text) || !Number.isSafeInteger(Number(text))) {
-    throw new UsageError(`--${name} wants a whole number >= 0, got "${text}"`);
-  }
-  return Number(text);
-}
-
-/**
- * Opens the FIFO at `path`, then checks that what it opened is a FIFO still: the path was checked
- * before, but it may have been swapped for a regular file since, and writing would destroy it.
- */
+/** Opens a FIFO, then checks that it is one: the path may have been swapped before the open. */
 async function openFifo(path: string, options: Deno.OpenOptions): Promise<Deno.FsFile> {
   const file = await Deno.open(path, options);
   if ((await file.stat()).isFifo) return file;
   file.close();
-  throw new Refusal(`${path} is no longer a FIFO: refusing to touch it`);
+  throw new Refusal(`${path} is not a FIFO: refusing to touch it`);
 }
 
-/** The one line that says how the writer child failed, and why, if it said so. */
-async function writerFailed(status: Deno.CommandStatus, says: Promise<string>): Promise<Refusal> {
-  const how = status.signal ? `was killed by ${status.signal}` : `exited with code ${status.code}`;
-  // Of what the writer printed, only its own error line says why; the rest is its chatter.
-  const reason = (await says).split("\n").find((line) => line.startsWith("error: "));
-  return new Refusal(`the writer ${how}${reason ? ` (${reason})` : ""}`);
-}
+/** A failure the user can act on: one line, exit code 1. A bug keeps its stack trace. */
+class Refusal extends Error {}
 
-async function main(args: string[]): Promise<void> {
-  const opts = parseCommandLine(args);
-  if (opts.help) {
-    console.log(HELP);
-    return;
-  }
-  const count = wholeNumber("count", opts.count);
-  const interval = wholeNumber("interval", opts.interval);
-  const { role, path } = opts;
-  if (role !== undefined && role !== "reader" && role !== "writer") {
-    throw new UsageError(`--role is reader or writer, not "${role}"`);
-  }
-  if ((role === undefined) !== (path === undefined)) throw new UsageError("use --role with --path");
-  if (opts["keep-open"] && role !== "reader") throw new UsageError("--keep-open is for readers");
-  if (Deno.build.os === "windows") throw new Refusal("FIFOs are Unix only: use Linux or macOS");
-  // Opening a FIFO blocks until the other end opens. Deno.open waits in a worker thread, so the
-  // event loop still runs these listeners, and Ctrl-C removes the FIFO even while we wait.
-  Deno.addSignalListener("SIGINT", () => exitWith(130));
-  Deno.addSignalListener("SIGTERM", () => exitWith(143));
-
-  if (role !== undefined && path !== undefined) {
-    if (await ensureFifo(path)) cleanups.push(() => Deno.remove(path));
-    if (role === "writer") {
-      const who = `Writer ${Deno.pid}`;
-      console.error(`${who}: waiting for a reader on ${path}`);
-      await sendLines(await openFifo(path, { write: true }), count, interval);
-      console.error(`${who}: done, closed ${path}`);
-      return;
-    }
-    const who = `Reader ${Deno.pid}`;
-    console.log(`${who}: waiting for a writer on ${path}`);
-    const fifo = await openFifo(path, { read: true });
-    // The server pattern: our own spare write end means "every writer has closed" never
-    // happens, so there is no EOF between one writer leaving and the next one arriving.
-    if (opts["keep-open"]) await openFifo(path, { write: true });
-    await printLines(fifo, who);
-    return;
-  }
-
-  // Default run, like the article: make the FIFO, start the writer as a second copy of this
-  // script (Deno has no fork), and read.
-  const dir = await Deno.makeTempDir({ prefix: "named_fifo_" });
-  cleanups.push(() => Deno.remove(dir));
-  const fifoPath = `${dir}/fifo`;
-  await ensureFifo(fifoPath);
-  cleanups.push(() => Deno.remove(fifoPath));
-  const permissions = [`--allow-read=${fifoPath}`, `--allow-write=${fifoPath}`]; // nothing else
-  const asWriter = ["--role", "writer", "--path", fifoPath];
-  const lines = ["--count", opts.count, "--interval", opts.interval];
-  const command = new Deno.Command(denoExecutable(), {
-    args: ["run", ...permissions, import.meta.filename!, ...asWriter, ...lines],
-    stdout: "null",
-    stderr: "piped", // its "waiting" chatter; shown only if it fails
-  });
-  let writer: Deno.ChildProcess;
+/** Runs a FIFO lesson, then undoes what it made and exits; so do Ctrl-C (130) and SIGTERM (143). */
+async function runFifoLesson(lesson: () => Promise<number>): Promise<never> {
+  let code = 1;
   try {
-    writer = command.spawn();
+    if (Deno.build.os === "windows") throw new Refusal("FIFOs are Unix only: use Linux or macOS");
+    Deno.addSignalListener("SIGINT", () => cleanUpAndExit(130));
+    Deno.addSignalListener("SIGTERM", () => cleanUpAndExit(143));
+    code = await lesson();
   } catch (error) {
-    if (error instanceof Deno.errors.NotCapable) {
-      throw new Refusal("starting the writer needs --allow-run=deno");
-    }
-    throw error;
+    const expected = [Refusal, Deno.errors.NotFound, Deno.errors.NotCapable];
+    const oneLine = expected.some((kind) => error instanceof kind);
+    // A closed stdout (`| head`) ends the run quietly; after a signal, how it ended is no news.
+    if (error instanceof Deno.errors.BrokenPipe) code = 0;
+    else if (!exiting) console.error(oneLine ? `error: ${(error as Error).message}` : error);
   }
-  cleanups.push(async () => {
-    writer.kill("SIGTERM"); // throws if it has ended already: then there is nothing to wait for
-    await writer.status; // no child outlives us
-  });
-  const writerSays = new Response(writer.stderr).text();
-  console.log(`Parent ${Deno.pid} made the FIFO ${fifoPath} and started writer ${writer.pid}`);
-  // If the writer dies before it opens the FIFO, our open would wait forever: race them.
-  const opening = openFifo(fifoPath, { read: true });
-  const early = await Promise.race([opening.then(() => null), writer.status]);
-  if (early && !early.success) throw await writerFailed(early, writerSays);
-  await printLines(await opening, `Parent ${Deno.pid}`);
-  const status = await writer.status;
-  if (!status.success) throw await writerFailed(status, writerSays);
+  return await cleanUpAndExit(code);
 }
 
-if (import.meta.main) {
+// The command line. The writer child gets its settings as plain words after `--child`.
+const USAGE =
+  `usage: deno run --allow-run=deno,mkfifo --allow-read --allow-write scripts/named_fifo.ts [options]
+  --count N             lines the writer sends (default 10; 0 sends forever, until Ctrl-C)
+  --interval MS         milliseconds between lines (default 1000)
+  --role reader|writer  one side only, on the FIFO at --path P, made if missing (two terminals)
+  --path P              the FIFO of --role (a reader for writer after writer is fifo_server.ts)
+  --help                show this help`;
+
+if (import.meta.main && Deno.args[0] === "--child") {
+  const [path, count, intervalMs] = Deno.args.slice(1);
+  await write(path, Number(count), Number(intervalMs));
+} else if (import.meta.main) {
+  requireDeno();
+  const { parseArgs } = await import("node:util");
+  const text = (value: string) => ({ type: "string", default: value }) as const;
+  const spec = { count: text("10"), interval: text("1000"), role: text(""), path: text("") };
+  let options = { count: "", interval: "", role: "", path: "", help: false };
   try {
-    await main(Deno.args);
-    await exitWith(0);
+    options = parseArgs({ options: { ...spec, help: { type: "boolean", default: false } } }).values;
   } catch (error) {
-    // A signal is ending the run: the exit code is the signal's, and a writer it killed is no news.
-    if (exiting) await exitWith(1);
-    if (error instanceof UsageError) {
-      console.error(`error: ${error.message} (see --help)`);
-      await exitWith(2);
-    }
-    // Our stdout was closed (`... | head -3`): stop quietly, as a Unix tool does.
-    if (error instanceof Deno.errors.BrokenPipe) await exitWith(0);
-    const expected = error instanceof Refusal || error instanceof Deno.errors.NotCapable ||
-      error instanceof Deno.errors.PermissionDenied || error instanceof Deno.errors.NotFound;
-    // An expected failure is one line; anything else is a bug, shown with its stack trace.
-    console.error(expected ? `error: ${(error as Error).message}` : error);
-    await exitWith(1);
+    usageError((error as Error).message);
   }
+  if (options.help) {
+    console.log(USAGE);
+    Deno.exit(0);
+  }
+  const { role, path } = options;
+  const [count, interval] = [options.count, options.interval].map(Number);
+  if (!/^\d{1,15}$/.test(options.count) || !/^\d{1,15}$/.test(options.interval)) {
+    usageError("--count and --interval take a whole number >= 0");
+  }
+  if (!/^(reader|writer)?$/.test(role) || (role === "") !== (path === "")) {
+    usageError("use --role reader or --role writer, with --path P");
+  }
+  await runFifoLesson(() => role ? oneSide(role, path, count, interval) : parent(count, interval));
 }

@@ -38,28 +38,100 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
 
-const HELP =
-  `usage: deno run --allow-run=deno,mkfifo,find --allow-read --allow-write scripts/pipe_lifetime.ts
-Shows what /proc says of an anonymous pipe and of a FIFO. No options but --help.`;
-const children = new Set<Deno.ChildProcess>();
-let tempDir: string | undefined;
+// First the anonymous pipe: the child's stdout. Its fd 1 is the write end, whose /proc link
+// names the pipe, `pipe:[inode]`: there is no path to it, only the ends the processes hold.
+async function anonymousPipe(): Promise<void> {
+  console.log("Anonymous pipe: the child's stdout; the parent holds the read end.");
+  const args = ["run", import.meta.url, "--child", "pipe"];
+  const child = start(denoExecutable(), { args, stdin: "piped", stdout: "piped" });
+  const reader = child.stdout.getReader();
+  console.log(`  parent got: ${await firstLine(reader)}`);
+  const [fdLink] = await findLinks([`/proc/${child.pid}/fd/1`, "-maxdepth", "0"]);
+  if (!fdLink) throw new Refusal(`cannot read /proc/${child.pid}/fd/1`);
+  const pipe = fdLink.split(" -> ")[1];
+  // Expect two child lines: Deno keeps its own duplicate of the stdout it was given.
+  console.log(`  while both run, ${pipe} has no path, only these ends:`);
+  show(await holders(pipe, [Deno.pid, child.pid]), child.pid);
+  // Closing the child's stdin lets it exit; its write end closes with it.
+  await child.stdin.close();
+  await child.status;
+  console.log("  the child exited; the pipe lives on while the parent holds an end:");
+  show(await holders(pipe), child.pid);
+  await readToEof(reader);
+  console.log("  the parent read EOF and closed its end; every process on the machine:");
+  show(await holders(pipe), child.pid);
+}
 
-/**
- * The Deno binary to run the child with: this very binary. `--allow-run=deno` grants the `deno`
- * found on PATH; when that is a symlink to this binary (npm and Homebrew installs), Deno grants
- * the name but not the real path, so fall back to the name.
- */
-function denoExecutable(): string {
-  const self = Deno.execPath();
-  const status = Deno.permissions.querySync({ name: "run", command: self });
-  return status.state === "granted" ? self : "deno";
+// Then a FIFO, in a fresh private directory. Opening it to read waits for a writer, so the open
+// starts first, then the writer, which finds the FIFO by its name and may write only that path.
+async function namedFifo(): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "pipe_lifetime_" });
+  undo.push(() => Deno.remove(dir));
+  const fifo = await makeFifo(`${dir}/lesson.fifo`);
+  console.log(`FIFO: mkfifo made ${fifo}, inode ${(await Deno.lstat(fifo)).ino}.`);
+  const opening = Deno.open(fifo, { read: true });
+  const args = ["run", `--allow-write=${fifo}`, import.meta.url, "--child", "FIFO", fifo];
+  const child = start(denoExecutable(), { args, stdin: "piped", stdout: "null" });
+  // A writer that dies before it opens the FIFO would leave this open waiting forever.
+  const opened = await Promise.race([opening, child.status]);
+  if (!(opened instanceof Deno.FsFile)) throw new Refusal("the writer ended before its open");
+  const reader = opened.readable.getReader();
+  console.log(`  parent got: ${await firstLine(reader)}`);
+  console.log("  while both run, the ends point to the name:");
+  show(await holders(fifo, [Deno.pid, child.pid]), child.pid);
+  await child.stdin.close();
+  await child.status;
+  await readToEof(reader);
+  console.log("  both ends closed, the child exited; every process on the machine:");
+  show(await holders(fifo), child.pid);
+  const after = await Deno.lstat(fifo);
+  console.log(`  yet the name stays: isFifo ${after.isFifo}, inode ${after.ino}`);
+  console.log("  until the lesson removes it (and its temporary directory)."); // cleanUpAndExit
+}
+
+// Both children write a line, then keep their end open until their stdin reaches EOF: the parent
+// decides when they exit, so it can look at /proc while the pipe is in use, with no sleeps.
+async function child(kind: string, fifo?: string): Promise<void> {
+  const out = fifo ? await Deno.open(fifo, { write: true }) : Deno.stdout;
+  out.writeSync(new TextEncoder().encode(`hello through the ${kind}\n`)); // short: written whole
+  await new Response(Deno.stdin.readable).arrayBuffer(); // reads stdin to EOF
+  out.close();
+}
+
+/** Starts `program`; the clean-up stops it (SIGTERM) and waits for it: no child outlives us. */
+function start(program: string, options: Deno.CommandOptions): Deno.ChildProcess {
+  const stop = new AbortController();
+  const child = new Deno.Command(program, { ...options, signal: stop.signal }).spawn();
+  undo.push(() => {
+    stop.abort();
+    return child.status;
+  });
+  return child;
+}
+
+// Both readers read chunk by chunk, with no pipeThrough: a piped stream reads ahead on its own,
+// so it would meet EOF as soon as the child exits and close the parent's end before we look.
+async function firstLine(reader: ReadableStreamDefaultReader<Uint8Array>): Promise<string> {
+  const decoder = new TextDecoder();
+  let text = "";
+  while (!text.includes("\n")) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    text += decoder.decode(value, { stream: true });
+  }
+  return text.split("\n")[0];
+}
+
+/** Reads to EOF, which comes once no write end is left; Deno then closes the read end. */
+async function readToEof(reader: ReadableStreamDefaultReader<Uint8Array>): Promise<void> {
+  let chunk = await reader.read();
+  while (!chunk.done) chunk = await reader.read();
 }
 
 /** Runs GNU find with `args` and returns its "path -> link" lines (it reads /proc for us). */
 async function findLinks(args: string[]): Promise<string[]> {
-  const { stdout } = await new Deno.Command("find", {
+  const { stdout } = await start("find", {
     args: [...args, "-printf", "%p -> %l\n"],
     stdout: "piped",
     stderr: "null", // processes we may not inspect, or that exit while find looks
@@ -88,177 +160,99 @@ function show(lines: string[], childPid: number): void {
   }
 }
 
-/** Runs this script as a child with `args`, given only `permissions`. */
-function spawnChild(args: string[], permissions: string[], stdout: "piped" | "null") {
-  const child = new Deno.Command(denoExecutable(), {
-    args: ["run", ...permissions, import.meta.filename!, ...args],
-    stdin: "piped",
-    stdout,
-    stderr: "inherit",
-  }).spawn();
-  children.add(child);
-  child.status.finally(() => children.delete(child));
-  return child;
+// ---------------------------------------------------------------------------------------------
+// The plumbing. Every lesson that needs one of these pieces carries the same text, so each can
+// be copied alone (tests/plumbing_test.ts keeps the copies identical).
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * This Deno, to start a child with. `--allow-run=deno` grants the `deno` on PATH; when that is a
+ * symlink (npm, Homebrew), the real path `Deno.execPath()` is not granted, so run it by name.
+ */
+function denoExecutable(): string {
+  const self = Deno.execPath();
+  const status = Deno.permissions.querySync({ name: "run", command: self });
+  return status.state === "granted" ? self : "deno";
 }
 
-// Both children write a line, then keep their end open until their stdin reaches EOF: the parent
-// decides when they exit, so it can look at /proc while the pipe is in use, with no sleeps.
-async function childWrites(fifo: string | undefined): Promise<void> {
-  const out = fifo ? await Deno.open(fifo, { write: true }) : Deno.stdout;
-  const kind = fifo ? "FIFO" : "pipe";
-  await out.write(new TextEncoder().encode(`hello through the ${kind}\n`));
-  await new Response(Deno.stdin.readable).arrayBuffer(); // reads stdin to EOF
-  if (fifo) out.close();
+/** Exits with one line, code 1, on a Deno older than the lessons need (2.8.3). */
+function requireDeno(): void {
+  const [major, minor, patch] = Deno.version.deno.split(/[.-]/).map(Number);
+  if (major * 1e6 + minor * 1e3 + patch >= 2_008_003) return;
+  console.error(`error: this lesson needs Deno 2.8.3 or newer, not ${Deno.version.deno}`);
+  Deno.exit(1);
 }
 
-// Both readers below read chunk by chunk, with no pipeThrough: a piped stream reads ahead on its
-// own, so it would meet EOF as soon as the child exits and close the parent's end before we look.
-
-/** Reads until the first line is in, and no further: it proves the writer runs. */
-async function firstLine(reader: ReadableStreamDefaultReader<Uint8Array>): Promise<string> {
-  const decoder = new TextDecoder();
-  let text = "";
-  while (!text.includes("\n")) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    text += decoder.decode(value, { stream: true });
-  }
-  return text.split("\n")[0];
+/** A mistake on the command line: one line naming it, and exit code 2, never a stack trace. */
+function usageError(message: string): never {
+  console.error(`error: ${message.replaceAll("\n", " ")} (see --help)`);
+  Deno.exit(2);
 }
 
-/** Reads to EOF, which comes once no write end is left; Deno then closes the read end. */
-async function readToEof(reader: ReadableStreamDefaultReader<Uint8Array>): Promise<void> {
-  let chunk = await reader.read();
-  while (!chunk.done) chunk = await reader.read();
+// The FIFO pieces. What to undo on every way out (the end, an error, Ctrl-C, SIGTERM), last
+// first: only what this process made, and a FIFO only while its inode is still the one it made.
+const undo: (() => unknown)[] = [];
+let exiting = false; // set by the first call of cleanUpAndExit, which ends the run
+
+/** Undoes what this process made, last first, then exits. A later call waits for the first. */
+async function cleanUpAndExit(code: number): Promise<never> {
+  if (exiting) await new Promise(() => {}); // never resolves: the first call exits for both
+  exiting = true;
+  for (const step of undo.reverse()) await Promise.try(step).catch(() => {}); // gone already?
+  Deno.exit(code);
 }
 
-async function anonymousPipe(): Promise<void> {
-  console.log("Anonymous pipe: the child's stdout; the parent holds the read end.");
-  const child = spawnChild(["--role", "pipe-writer"], [], "piped");
-  const reader = child.stdout.getReader();
-  console.log(`  parent got: ${await firstLine(reader)}`);
-  // The child's fd 1 is its write end; its /proc link names the pipe: pipe:[inode].
-  const [fdLink] = await findLinks([`/proc/${child.pid}/fd/1`, "-maxdepth", "0"]);
-  if (!fdLink) throw new Error(`cannot read /proc/${child.pid}/fd/1`);
-  const pipe = fdLink.split(" -> ")[1];
-  // Expect two child lines: Deno keeps its own duplicate of the stdout it was given.
-  console.log(`  while both run, ${pipe} has no path, only these ends:`);
-  show(await holders(pipe, [Deno.pid, child.pid]), child.pid);
-  // Closing the child's stdin lets it exit; its write end closes with it.
-  await child.stdin.close();
-  await child.status;
-  console.log("  the child exited; the pipe lives on while the parent holds an end:");
-  show(await holders(pipe), child.pid);
-  await readToEof(reader);
-  console.log("  the parent read EOF and closed its end; every process on the machine:");
-  show(await holders(pipe), child.pid);
+/** Makes a FIFO with `mkfifo` (Deno has no call for it), mode 600: only our user may open it. */
+async function makeFifo(path: string): Promise<string> {
+  const made = await new Deno.Command("mkfifo", { args: ["-m", "600", "--", path] }).output();
+  if (!made.success) throw new Refusal(`mkfifo could not make ${path}`); // something is there
+  const { ino } = await Deno.lstat(path);
+  undo.push(() => { // only while the path still holds our FIFO, never what took its place
+    const now = Deno.lstatSync(path);
+    if (now.isFifo && now.ino === ino) Deno.removeSync(path);
+  });
+  return path;
 }
 
-async function namedFifo(): Promise<void> {
-  tempDir = await Deno.makeTempDir({ prefix: "pipe_lifetime_" });
-  const fifo = `${tempDir}/lesson.fifo`;
-  // Deno has no mkfifo call, so run the program (mode 600: only we may open it).
-  const made = await new Deno.Command("mkfifo", { args: ["-m", "600", fifo] }).output();
-  if (!made.success) throw new Error(`mkfifo ${fifo} failed`);
-  const { ino } = await Deno.lstat(fifo);
-  console.log(`FIFO: mkfifo made ${fifo}, inode ${ino}.`);
-  // Opening a FIFO to read waits for a writer, so start the open, then start the writer, which
-  // finds the FIFO by its name and needs only the right to write to it.
-  const opening = Deno.open(fifo, { read: true });
-  const writerArgs = ["--role", "fifo-writer", "--fifo", fifo];
-  const child = spawnChild(writerArgs, [`--allow-write=${fifo}`], "null");
-  // A writer that dies before it opens the FIFO would leave this open waiting forever.
-  const opened = await Promise.race([opening, child.status]);
-  if (!(opened instanceof Deno.FsFile)) {
-    throw new Error(`the FIFO writer exited with code ${opened.code} before it opened the FIFO`);
-  }
-  const reader = opened.readable.getReader();
-  console.log(`  parent got: ${await firstLine(reader)}`);
-  console.log("  while both run, the ends point to the name:");
-  show(await holders(fifo, [Deno.pid, child.pid]), child.pid);
-  await child.stdin.close();
-  await child.status;
-  await readToEof(reader);
-  console.log("  both ends closed, the child exited; every process on the machine:");
-  show(await holders(fifo), child.pid);
-  const after = await Deno.lstat(fifo);
-  console.log(`  yet the name stays: isFifo ${after.isFifo}, inode ${after.ino}`);
-  await Deno.remove(tempDir, { recursive: true });
-  tempDir = undefined;
-  console.log("  until the lesson removes it (and its temporary directory).");
-}
+/** A failure the user can act on: one line, exit code 1. A bug keeps its stack trace. */
+class Refusal extends Error {}
 
-/** Kills the children this lesson started and removes its temporary directory. */
-function cleanUp(): void {
-  for (const child of children) {
-    try {
-      child.kill("SIGKILL");
-    } catch { /* it has exited already */ }
-  }
-  if (tempDir) Deno.removeSync(tempDir, { recursive: true });
-}
-
-async function main(): Promise<number> {
-  let values;
+/** Runs a FIFO lesson, then undoes what it made and exits; so do Ctrl-C (130) and SIGTERM (143). */
+async function runFifoLesson(lesson: () => Promise<number>): Promise<never> {
+  let code = 1;
   try {
-    values = parseArgs({
-      options: {
-        role: { type: "string" }, // "pipe-writer" or "fifo-writer": what the parent starts
-        fifo: { type: "string" },
-        help: { type: "boolean", default: false },
-      },
-      strict: true,
-    }).values;
+    if (Deno.build.os === "windows") throw new Refusal("FIFOs are Unix only: use Linux or macOS");
+    Deno.addSignalListener("SIGINT", () => cleanUpAndExit(130));
+    Deno.addSignalListener("SIGTERM", () => cleanUpAndExit(143));
+    code = await lesson();
   } catch (error) {
-    console.error(`error: ${(error as Error).message.replaceAll("\n", " ")} (see --help)`);
-    return 2;
+    const expected = [Refusal, Deno.errors.NotFound, Deno.errors.NotCapable];
+    const oneLine = expected.some((kind) => error instanceof kind);
+    // A closed stdout (`| head`) ends the run quietly; after a signal, how it ended is no news.
+    if (error instanceof Deno.errors.BrokenPipe) code = 0;
+    else if (!exiting) console.error(oneLine ? `error: ${(error as Error).message}` : error);
   }
-  if (values.help) {
-    console.log(HELP);
-    return 0;
+  return await cleanUpAndExit(code);
+}
+
+// The command line. A child gets `--child pipe` or `--child FIFO PATH`.
+const USAGE =
+  `usage: deno run --allow-run=deno,mkfifo,find --allow-read --allow-write scripts/pipe_lifetime.ts
+Shows what /proc says of an anonymous pipe and of a FIFO. No options but --help.`;
+
+if (import.meta.main && Deno.args[0] === "--child") {
+  await child(Deno.args[1], Deno.args[2]);
+} else if (import.meta.main) {
+  requireDeno();
+  if (Deno.args.length === 1 && Deno.args[0] === "--help") {
+    console.log(USAGE);
+    Deno.exit(0);
   }
-  if (![undefined, "pipe-writer", "fifo-writer"].includes(values.role)) {
-    console.error(
-      `error: --role must be pipe-writer or fifo-writer, not "${values.role}" (see --help)`,
-    );
-    return 2;
-  }
-  try {
-    if (values.role) {
-      await childWrites(values.fifo);
-      return 0;
-    }
-    if (Deno.build.os !== "linux") {
-      console.error("error: this lesson reads Linux's /proc; it runs on Linux only");
-      return 1;
-    }
+  if (Deno.args.length > 0) usageError(`no options but --help, got "${Deno.args.join(" ")}"`);
+  await runFifoLesson(async () => {
+    if (Deno.build.os !== "linux") throw new Refusal("this lesson reads Linux's /proc: Linux only");
     await anonymousPipe();
     await namedFifo();
     return 0;
-  } catch (error) {
-    // A child whose parent went away meets a closed pipe: an ending, not a bug.
-    if (values.role && error instanceof Deno.errors.BrokenPipe) return 1;
-    if (error instanceof Deno.errors.NotCapable) {
-      const what = (error as Error).message.split(",")[0];
-      console.error(`error: ${what}; run it as the header shows`);
-    } else if (error instanceof Deno.errors.BrokenPipe) {
-      console.error("error: a child closed its end of a pipe early (it exited or was killed)");
-    } else console.error(`error: ${(error as Error).message}`);
-    return 1;
-  } finally {
-    cleanUp();
-  }
-}
-
-if (import.meta.main) {
-  // Ctrl-C or SIGTERM: clean up what this lesson made, then exit 130 / 143.
-  Deno.addSignalListener("SIGINT", () => {
-    cleanUp();
-    Deno.exit(130);
   });
-  Deno.addSignalListener("SIGTERM", () => {
-    cleanUp();
-    Deno.exit(143);
-  });
-  Deno.exit(await main());
 }

@@ -393,17 +393,6 @@ export async function openFifoForReading(
 /** The banner that opens a lesson's plumbing block. */
 export const BANNER = /^\/\/ -{20,}\n\/\/ The plumbing\.[^]*?\n\/\/ -{20,}\n/m;
 
-/**
- * The lessons not yet in the shape (issue 9 is under way): each still has its old layout, and
- * every check below skips it. The list may only shrink: a test fails when a lesson on it has
- * been reshaped (it has the banner) or when a lesson outside it lacks the shape.
- */
-export const NOT_YET_RESHAPED = [
-  "fifo_many_writers.ts",
-  "named_fifo.ts",
-  "pipe_lifetime.ts",
-];
-
 export function allLessons(): string[] {
   return [...Deno.readDirSync(`${repoRoot}scripts`)]
     .filter((entry) => entry.isFile && entry.name.endsWith(".ts"))
@@ -411,7 +400,7 @@ export function allLessons(): string[] {
     .sort();
 }
 
-/** The lessons in the shape, which every check below holds to it. */
+/** The lessons: every one is in the shape, and the checks hold each to it. */
 export function lessons(): string[] {
-  return allLessons().filter((name) => !NOT_YET_RESHAPED.includes(name));
+  return allLessons();
 }

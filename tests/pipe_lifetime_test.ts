@@ -4,6 +4,7 @@ import {
   assertUsageError,
   exists,
   lineReader,
+  processesMentioning,
   runDeno,
   runScript,
   SIGNAL_EXITS,
@@ -91,7 +92,9 @@ Deno.test({
       assert.equal((await lesson.status).code, code);
       await lines.rest();
       assert.equal(await new Response(lesson.stderr).text(), "");
-      assert.equal(await exists(fifo.slice(0, fifo.lastIndexOf("/"))), false);
+      const dir = fifo.slice(0, fifo.lastIndexOf("/"));
+      assert.equal(await exists(dir), false);
+      assert.deepEqual(await processesMentioning(dir), [], "no child is left");
     }
   },
 });

@@ -11,7 +11,6 @@ import {
   BANNER,
   headerRunFlags,
   lessons,
-  NOT_YET_RESHAPED,
   repoRoot,
   runDeno,
   type RunResult,
@@ -31,14 +30,10 @@ const PIECES = [
   "exitWith",
 ];
 
-Deno.test("the lessons not yet reshaped are exactly those without the plumbing banner", () => {
+Deno.test("every lesson has the plumbing banner", () => {
   for (const lesson of allLessons()) {
     const source = Deno.readTextFileSync(`${repoRoot}scripts/${lesson}`);
-    assert.equal(
-      !BANNER.test(source),
-      NOT_YET_RESHAPED.includes(lesson),
-      `${lesson}: ${BANNER.test(source) ? "reshaped: take it off the list" : "not in the shape"}`,
-    );
+    assert.ok(BANNER.test(source), `${lesson}: not in the shape`);
   }
 });
 
