@@ -69,12 +69,14 @@ const FIFO = "bulk bytes, FIFO";
 const MESSAGES = "small messages, one way";
 const ROUND_TRIPS = "round trips, one in flight";
 const STARTUP = "start-up";
+const LIMIT = "bulk bytes into a minimal Deno reader (Deno's limit)";
 const NODE_BATCHED = "Node: spawn, NDJSON in 64 KiB batches";
 const EMPTY_DENO = "deno run empty.ts";
 
 const GROUPS: Group[] = [
   { name: BULK, unit: "MB/s" },
   { name: FIFO, unit: "MB/s" },
+  { name: LIMIT, unit: "MB/s" },
   { name: MESSAGES, unit: "msg/s" },
   { name: ROUND_TRIPS, unit: "/s" },
   { name: STARTUP, unit: "ms", lowerIsBetter: true },
@@ -345,6 +347,34 @@ async function rows(settings: Settings): Promise<Row[]> {
   const ddFifo = `cat "$1" > /dev/null & dd if=/dev/zero of="$1" bs=1M count=${mb}; wait`;
   peer(FIFO, "dd bs=1M > fifo, cat fifo", dd(ddFifo));
   ours(FIFO, "this bench: writeSync 1 MiB > fifo, readSync 64 KiB", () => denoFifo(bytes, 2 ** 20));
+
+  // Deno's limit for a pipe it reads: the same dd output into a ten-line Deno reader of its
+  // stdin, with readSync (one system call a read) and with the stream API that is all a
+  // child's stdout offers (each read an async op, a wake-up of the event loop).
+  const reader = await write(
+    "limit.ts",
+    `let buffer = new Uint8Array(1 << 20), received = 0, first = 0;
+const stream = Deno.args[0] === "byob" ? Deno.stdin.readable.getReader({ mode: "byob" }) : null;
+while (true) {
+  let n = 0;
+  if (stream) {
+    const { value } = await stream.read(buffer); // the buffer comes back with the bytes in it
+    if (!value) break;
+    [n, buffer] = [value.length, new Uint8Array(value.buffer)];
+  } else n = Deno.stdin.readSync(buffer) ?? 0;
+  if (n === 0) break;
+  if (received === 0) first = performance.now();
+  received += n;
+}
+console.log(received / ((performance.now() - first) / 1000) / 1e6);`,
+  );
+  const into = (mode: string) =>
+    `dd if=/dev/zero bs=1M count=${mb} 2>/dev/null | "$0" run ${reader} ${mode}`;
+  const limit = (mode: string): Measure =>
+    has.dd ? () => rate("sh", ["-c", into(mode), Deno.execPath()]) : undefined;
+  peer(LIMIT, "dd bs=1M | cat", dd(`dd if=/dev/zero bs=1M count=${mb} | cat > /dev/null`));
+  ours(LIMIT, "dd bs=1M | deno: Deno.stdin.readSync, 1 MiB", limit("sync"));
+  ours(LIMIT, "dd bs=1M | deno: Deno.stdin.readable, BYOB reader", limit("byob"));
 
   const { PY_PIPE_MESSAGES, PY_MP_MESSAGES, NODE_NDJSON_MESSAGES, NODE_IPC_MESSAGES } = peers;
   peer(
