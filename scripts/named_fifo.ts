@@ -36,10 +36,8 @@ async function parent(count: number, intervalMs: number): Promise<number> {
       .concat("--role=writer", `--path=${path}`, `--count=${count}`, `--interval=${intervalMs}`),
     stdout: "null",
   }).spawn();
-  undo.push(() => {
-    writer.kill(); // SIGTERM (it throws if the writer has exited already: nothing to stop)
-    return writer.status; // no child outlives its parent
-  });
+  undo.push(() => writer.status); // no child outlives its parent: undo runs last first, so it waits
+  undo.push(() => writer.kill()); // after this SIGTERM (which throws if the writer is gone already)
   console.log(`Parent ${Deno.pid} made the FIFO ${path} and started writer ${writer.pid}`);
   // The open waits for the writer's (Deno 2.8+ keeps Ctrl-C working): race it with its exit.
   const fifo = await Promise.race([openFifo(path, { read: true }), writer.status]);
