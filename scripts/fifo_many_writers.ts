@@ -5,11 +5,9 @@
  * @run deno run --allow-run=deno,mkfifo --allow-read --allow-write scripts/fifo_many_writers.ts
  * @resource {https://man7.org/linux/man-pages/man7/pipe.7.html} Man page: pipe(7), PIPE_BUF
  *
- * Several writers may share one FIFO (claim 4). POSIX makes a write of at most PIPE_BUF bytes
- * (4096 on Linux, 512 on macOS) to a pipe atomic, so short lines never mix; a longer write may be
- * split when the pipe is full (claim 3: the writer waits), and another writer's bytes land in the
- * gap. K writers send short lines, then long ones (100,000 bytes, more than the 64 KiB pipe); the
- * reader counts them, intact and torn (how many long lines tear varies, even 0). Unix only.
+ * K writers share one FIFO (claim 4). A write of at most PIPE_BUF bytes (4096 on Linux, 512 on
+ * macOS) is atomic, so short lines never mix; a longer one may be split when the pipe is full
+ * (claim 3: the writer waits) and torn by other writers' bytes: how many varies, even 0. Unix only.
  *
  * The whole run prints:
  *
@@ -23,8 +21,7 @@
  * @module
  */
 
-// The parent makes the FIFO in a fresh private directory (mode 700), then a round of short lines
-// and one of long lines, with all K writers at once.
+// The FIFO in a fresh private directory (mode 700), then a round of short lines and one of long.
 async function parent(writers: number, lines: number, longLines: number): Promise<number> {
   const dir = await Deno.makeTempDir({ prefix: "fifo_many_writers_" });
   undo.push(() => Deno.remove(dir));
@@ -35,13 +32,13 @@ async function parent(writers: number, lines: number, longLines: number): Promis
   return 0;
 }
 
-// The parent opens its read end and a spare write end together (each open waits for the other
-// end): the spare keeps the FIFO from reporting EOF when one writer is done before the next has
-// even opened. Each writer is a copy of this script that may write that one path.
+// A round: the read end and a spare write end open together (each open waits for the other end);
+// the spare keeps EOF away while one writer is done before the next has even opened.
 async function round(path: string, writers: number, lines: number, bytes: number) {
   const started = performance.now();
   const ends = [Deno.open(path, { read: true }), Deno.open(path, { write: true })];
   const [reading, spare] = await Promise.all(ends);
+  // Each writer, this script run as `--child PATH ID LINES BYTES`, may write that one path only.
   const stopWriters = new AbortController(); // abort() sends each writer SIGTERM
   const children = Array.from({ length: writers }, (_, id) =>
     new Deno.Command(denoExecutable(), {
@@ -50,53 +47,36 @@ async function round(path: string, writers: number, lines: number, bytes: number
       stdout: "null",
       signal: stopWriters.signal,
     }).spawn());
-  undo.push(() => {
-    stopWriters.abort();
-    return Promise.all(children.map((child) => child.status)); // no child outlives the parent
-  });
-  // The row's label goes out now that the writers run. Once they have all exited, closing the
-  // spare leaves no write end: the reader drains the FIFO and sees EOF.
-  writeAll(Deno.stdout, encoder.encode(`${bytes}-byte lines: `));
-  const counting = countLines(reading, bytes);
-  const statuses = await Promise.all(children.map((child) => child.status));
-  spare.close();
-  const { received, intact } = await counting;
-  if (statuses.some((status) => !status.success)) throw new Refusal("a writer failed");
+  const exited = Promise.all(children.map((child) => child.status));
+  undo.push(() => exited); // no child outlives the parent: undo runs last first, so it waits...
+  undo.push(() => stopWriters.abort()); // ...after this has sent each writer SIGTERM
+  writeAll(Deno.stdout, encoder.encode(`${bytes}-byte lines: `)); // the writers run now
+  exited.then(() => spare.close()); // then no write end is left: the reader drains, and sees EOF
+  let [received, intact] = [0, 0];
+  for await (const line of readLines(reading.readable)) {
+    received++;
+    if (isIntact(line, bytes)) intact++;
+  }
+  if ((await exited).some((status) => !status.success)) throw new Refusal("a writer failed");
   const ms = Math.round(performance.now() - started);
   const figures = `received ${received}, intact ${intact}, torn ${received - intact}`;
   writeAll(Deno.stdout, encoder.encode(`sent ${writers * lines}, ${figures} (in ${ms} ms)\n`));
 }
 
-/** Counts the lines read to EOF, and those that are exactly one writer's line. */
-async function countLines(fifo: Deno.FsFile, bytes: number) {
-  let [received, intact] = [0, 0];
-  for await (const line of readLines(fifo.readable)) {
-    received++;
-    if (isIntact(line, bytes)) intact++;
-  }
-  return { received, intact };
-}
-
 /** Line `seq` of writer `id`, `bytes` long with its newline, e.g. `w2 000017 cccc...c\n`. */
 export function makeLine(id: number, seq: number, bytes: number): string {
-  const head = `w${id} ${String(seq).padStart(6, "0")} `;
-  return head + letterOf(id).repeat(bytes - head.length - 1) + "\n";
+  const head = `w${id} ${String(seq).padStart(6, "0")} `; // then its letter: a for w0, b for w1...
+  return head + String.fromCharCode(97 + id % 26).repeat(bytes - head.length - 1) + "\n";
 }
 
 /** Whether a received line (without its newline) is exactly one writer's whole line. */
 export function isIntact(line: string, bytes: number): boolean {
-  const match = /^w(\d+) \d{6} ([a-z])\2*$/.exec(line);
-  return match !== null && line.length + 1 === bytes && match[2] === letterOf(Number(match[1]));
+  const match = /^w(\d+) (\d+) /.exec(line);
+  return match !== null && line + "\n" === makeLine(Number(match[1]), Number(match[2]), bytes);
 }
 
-/** Writer `id`'s letter: its lines are `w<id> <seq> ` and then this letter up to the length. */
-function letterOf(id: number): string {
-  return String.fromCharCode(97 + id % 26);
-}
-
-// A writer writes each line with one writeSync, one system call: up to PIPE_BUF bytes it is all or
-// nothing; a longer line goes in parts as the pipe drains, between other writers' bytes (writeAll
-// loops until it is all out). If the reader is gone (its parent was killed), it stops quietly.
+// Each line is one writeSync: up to PIPE_BUF bytes all or nothing, a longer one in parts as the
+// pipe drains (writeAll loops), between other writers' bytes. With no reader left, stop quietly.
 async function child(path: string, id: number, lines: number, bytes: number): Promise<void> {
   const fifo = await Deno.open(path, { write: true });
   try {
@@ -208,7 +188,6 @@ async function runFifoLesson(lesson: () => Promise<number>): Promise<never> {
   return await cleanUpAndExit(code);
 }
 
-// The command line. Each writer gets its settings as plain words after `--child`.
 const USAGE =
   `usage: deno run --allow-run=deno,mkfifo --allow-read --allow-write scripts/fifo_many_writers.ts [options]
   --writers K     writers sharing the FIFO, 1 to 64 (default 4)
@@ -217,29 +196,24 @@ const USAGE =
   --help          show this help`;
 
 if (import.meta.main && Deno.args[0] === "--child") {
-  const [path, id, lines, bytes] = Deno.args.slice(1);
-  await child(path, Number(id), Number(lines), Number(bytes));
+  await child(Deno.args[1], Number(Deno.args[2]), Number(Deno.args[3]), Number(Deno.args[4]));
 } else if (import.meta.main) {
   requireDeno();
   const { parseArgs } = await import("node:util");
-  const number = (value: string) => ({ type: "string", default: value }) as const;
-  const spec = { writers: number("4"), lines: number("10000"), "long-lines": number("50") };
-  let options = { writers: "", lines: "", "long-lines": "", help: false };
+  const [text, flag] = [{ type: "string" }, { type: "boolean" }] as const;
+  let values = { writers: "4", lines: "10000", "long-lines": "50", help: false };
   try {
-    options = parseArgs({ options: { ...spec, help: { type: "boolean", default: false } } }).values;
+    const options = { writers: text, lines: text, "long-lines": text, help: flag };
+    values = { ...values, ...parseArgs({ options }).values };
   } catch (error) {
     usageError((error as Error).message);
   }
-  if (options.help) {
-    console.log(USAGE);
-    Deno.exit(0);
-  }
-  const [writers, lines, longLines] = [options.writers, options.lines, options["long-lines"]];
-  for (const value of [writers, lines, longLines]) {
-    if (!/^\d{1,9}$/.test(value)) {
-      usageError(`the numbers must be whole numbers >= 0, not "${value}"`);
-    }
-  }
-  if (Number(writers) < 1 || Number(writers) > 64) usageError("--writers must be 1 to 64");
-  await runFifoLesson(() => parent(Number(writers), Number(lines), Number(longLines)));
+  if (values.help) console.log(USAGE);
+  if (values.help) Deno.exit(0);
+  const numbers = [values.writers, values.lines, values["long-lines"]];
+  const bad = numbers.find((value) => !/^\d{1,9}$/.test(value));
+  if (bad !== undefined) usageError(`the numbers must be whole numbers >= 0, not "${bad}"`);
+  const [writers, lines, longLines] = numbers.map(Number);
+  if (writers < 1 || writers > 64) usageError("--writers must be 1 to 64");
+  await runFifoLesson(() => parent(writers, lines, longLines));
 }

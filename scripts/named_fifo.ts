@@ -5,11 +5,8 @@
  * @run deno run --allow-run=deno,mkfifo --allow-read --allow-write scripts/named_fifo.ts
  * @resource {https://man7.org/linux/man-pages/man7/fifo.7.html} Man page: fifo(7)
  *
- * The article's own program: a writer sends `Number 000`, `Number 001`, ... through a FIFO made
- * with `mkfifo`, and a reader prints each line. A FIFO has a name in the file system, so it also
- * joins processes with no common parent (claim 4), and its file stays until removed (claim 5).
- * Unix only. `--role reader|writer --path P` runs one side, for two terminals (or `cat P`, `echo
- * hi > P`), with the flags narrowed to `--allow-run=mkfifo --allow-read=P --allow-write=P`.
+ * The article's program, through a FIFO made with `mkfifo` (Unix only). A FIFO has a name, so
+ * its two sides need no common parent (claim 4): `--role reader|writer --path P` runs one side.
  *
  * The whole run prints:
  *
@@ -28,77 +25,56 @@
  * @module
  */
 
-// The parent is the article's reader. Its FIFO is in a fresh private directory (mode 700): no one
-// else can plant a file at that name, as anyone can in /tmp. The writer is a copy of this script
-// (Deno has no fork) that may open that one path and nothing else.
+// The parent is the article's reader, its FIFO in a new private directory (mode 700: unlike /tmp,
+// nobody can plant a file there); its writer, this script's `--role writer`, may open only that.
 async function parent(count: number, intervalMs: number): Promise<number> {
   const dir = await Deno.makeTempDir({ prefix: "named_fifo_" });
   undo.push(() => Deno.remove(dir));
   const path = await makeFifo(`${dir}/fifo`);
-  const stopWriter = new AbortController(); // abort() sends the writer SIGTERM
-  const only = [`--allow-read=${path}`, `--allow-write=${path}`]; // that one path
   const writer = new Deno.Command(denoExecutable(), {
-    args: ["run", ...only, import.meta.url, "--child", path, `${count}`, `${intervalMs}`],
+    args: ["run", `--allow-read=${path}`, `--allow-write=${path}`, import.meta.url]
+      .concat("--role=writer", `--path=${path}`, `--count=${count}`, `--interval=${intervalMs}`),
     stdout: "null",
-    signal: stopWriter.signal,
   }).spawn();
-  undo.push(() => {
-    stopWriter.abort();
-    return writer.status; // no child outlives its parent
-  });
+  undo.push(() => writer.status); // no child outlives its parent: undo runs last first, so it waits
+  undo.push(() => writer.kill()); // after this SIGTERM (which throws if the writer is gone already)
   console.log(`Parent ${Deno.pid} made the FIFO ${path} and started writer ${writer.pid}`);
-  return await read(path, `Parent ${Deno.pid}`, writer);
+  // The open waits for the writer's (Deno 2.8+ keeps Ctrl-C working): race it with its exit.
+  const fifo = await Promise.race([openFifo(path, { read: true }), writer.status]);
+  if (fifo instanceof Deno.FsFile) await read(fifo, `Parent ${Deno.pid}`);
+  const status = await writer.status; // EOF came however the writer ended: ask it how
+  if (status.success) return 0;
+  const how = status.signal ? `was killed by ${status.signal}` : `exited with code ${status.code}`;
+  throw new Refusal(`the writer ${how}`);
 }
 
-// Opening a FIFO waits until its other end is opened too; since Deno 2.8.0 that wait leaves the
-// event loop free (denoland/deno#33667), so Ctrl-C still cleans up. A writer that died before its
-// open would leave ours waiting forever: race the open with the writer's exit.
-async function read(path: string, who: string, writer?: Deno.ChildProcess): Promise<number> {
-  const opening = openFifo(path, { read: true });
-  const fifo = await (writer ? Promise.race([opening, writer.status]) : opening);
-  if (!(fifo instanceof Deno.FsFile)) throw new Refusal("the writer ended before its open");
-  // Each read waits while the FIFO is empty (claim 2); EOF comes once every writer has closed it.
-  // A closed stdout ends the run and cancels the pending read: since Deno 2.8.2 that no longer
-  // keeps the process alive (the lessons need 2.8.3).
+// Each read waits while the FIFO is empty (claim 2); EOF comes once every writer has closed it.
+async function read(fifo: Deno.FsFile, who: string): Promise<number> {
   for await (const line of readLines(fifo.readable)) {
     const seconds = (Date.now() / 1000).toFixed(3);
     writeAll(Deno.stdout, encoder.encode(`${who} got "${line}" at ${seconds}\n`));
   }
   writeAll(Deno.stdout, encoder.encode(`${who} saw EOF: every writer has closed the FIFO\n`));
-  const status = await writer?.status; // EOF came however the writer ended: ask it how
-  if (!status || status.success) return 0;
-  const how = status.signal ? `was killed by ${status.signal}` : `exited with code ${status.code}`;
-  throw new Refusal(`the writer ${how}`);
-}
-
-// The writer is the article's child: a line per interval, each one writeSync of less than
-// PIPE_BUF bytes, so it arrives whole (fifo_many_writers.ts). A reader that leaves would kill a C
-// writer with SIGPIPE; Deno ignores it, the write throws BrokenPipe, and the writer stops quietly.
-async function write(path: string, count: number, intervalMs: number): Promise<number> {
-  const fifo = await openFifo(path, { write: true });
-  for (let sent = 0; count === 0 || sent < count; sent++) {
-    if (sent > 0) await new Promise((resolve) => setTimeout(resolve, intervalMs));
-    try {
-      writeAll(fifo, encoder.encode(`Number ${String(sent % 5).padStart(3, "0")}\n`));
-    } catch (error) {
-      if (error instanceof Deno.errors.BrokenPipe) return 0;
-      throw error;
-    }
-  }
-  fifo.close(); // the reader's EOF
   return 0;
 }
 
-// One side only, for two terminals: reader and writer are unrelated, and the FIFO's name is all
-// they share (claim 4). In either order: the first makes the FIFO and removes it at its end; a
-// FIFO already at P (`mkfifo P`) is used and left there.
+// One side only: the FIFO's name is all the two share. The first side makes it and removes it at
+// its end; a FIFO already at P (`mkfifo P`) is used and left there: a FIFO stays until removed.
 async function oneSide(role: string, path: string, count: number, intervalMs: number) {
   const found = await Deno.lstat(path).catch(() => null); // null: nothing at P yet
   if (!found?.isFifo) await makeFifo(path); // mkfifo refuses a file or a symlink at P
   const who = `${role === "reader" ? "Reader" : "Writer"} ${Deno.pid}`;
   console.log(`${who}: waiting for the other end of ${path}`);
-  if (role === "reader") return await read(path, who);
-  return await write(path, count, intervalMs);
+  if (role === "reader") return await read(await openFifo(path, { read: true }), who);
+  // The writer (the article's child): each line is one writeSync of less than PIPE_BUF bytes, so it
+  // arrives whole. If the reader leaves, the write throws BrokenPipe: runFifoLesson ends quietly.
+  const fifo = await openFifo(path, { write: true });
+  for (let sent = 0; count === 0 || sent < count; sent++) {
+    if (sent > 0) await new Promise((resolve) => setTimeout(resolve, intervalMs));
+    writeAll(fifo, encoder.encode(`Number ${String(sent % 5).padStart(3, "0")}\n`));
+  }
+  fifo.close(); // the reader's EOF
+  return 0;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -211,40 +187,32 @@ async function runFifoLesson(lesson: () => Promise<number>): Promise<never> {
   return await cleanUpAndExit(code);
 }
 
-// The command line. The writer child gets its settings as plain words after `--child`.
 const USAGE =
   `usage: deno run --allow-run=deno,mkfifo --allow-read --allow-write scripts/named_fifo.ts [options]
   --count N             lines the writer sends (default 10; 0 sends forever, until Ctrl-C)
   --interval MS         milliseconds between lines (default 1000)
-  --role reader|writer  one side only, on the FIFO at --path P, made if missing (two terminals)
-  --path P              the FIFO of --role (a reader for writer after writer is fifo_server.ts)
+  --role reader|writer  one side only, on --path P, made if missing (many writers: fifo_server.ts)
+  --path P              the FIFO; --allow-run=mkfifo --allow-read=P --allow-write=P are enough
   --help                show this help`;
 
-if (import.meta.main && Deno.args[0] === "--child") {
-  const [path, count, intervalMs] = Deno.args.slice(1);
-  await write(path, Number(count), Number(intervalMs));
-} else if (import.meta.main) {
+if (import.meta.main) {
   requireDeno();
   const { parseArgs } = await import("node:util");
-  const text = (value: string) => ({ type: "string", default: value }) as const;
-  const spec = { count: text("10"), interval: text("1000"), role: text(""), path: text("") };
-  let options = { count: "", interval: "", role: "", path: "", help: false };
+  const [text, flag] = [{ type: "string" }, { type: "boolean" }] as const;
+  let values = { count: "10", interval: "1000", role: "", path: "", help: false };
   try {
-    options = parseArgs({ options: { ...spec, help: { type: "boolean", default: false } } }).values;
+    const options = { count: text, interval: text, role: text, path: text, help: flag };
+    values = { ...values, ...parseArgs({ options }).values };
   } catch (error) {
     usageError((error as Error).message);
   }
-  if (options.help) {
-    console.log(USAGE);
-    Deno.exit(0);
-  }
-  const { role, path } = options;
-  const [count, interval] = [options.count, options.interval].map(Number);
-  if (!/^\d{1,15}$/.test(options.count) || !/^\d{1,15}$/.test(options.interval)) {
-    usageError("--count and --interval take a whole number >= 0");
-  }
-  if (!/^(reader|writer)?$/.test(role) || (role === "") !== (path === "")) {
-    usageError("use --role reader or --role writer, with --path P");
-  }
+  if (values.help) console.log(USAGE);
+  if (values.help) Deno.exit(0);
+  const { role, path } = values;
+  const numbers = /^\d{1,15}$/.test(values.count) && /^\d{1,15}$/.test(values.interval);
+  if (!numbers) usageError("--count and --interval take a whole number >= 0");
+  const sides = /^(reader|writer)?$/.test(role) && (role === "") === (path === "");
+  if (!sides) usageError("use --role reader or --role writer, with --path P");
+  const [count, interval] = [Number(values.count), Number(values.interval)];
   await runFifoLesson(() => role ? oneSide(role, path, count, interval) : parent(count, interval));
 }
