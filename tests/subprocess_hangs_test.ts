@@ -25,6 +25,9 @@ import {
 } from "./helpers.ts";
 
 const NAME = "subprocess_hangs.ts";
+/** How this checkout's children show in `ps` (started from `import.meta.url`): other checkouts'
+ * runs of the same lesson, at the same time, are not counted. */
+const CHILD = `${new URL(`../scripts/${NAME}`, import.meta.url).href} --child`;
 const decoder = new TextDecoder();
 /** Only the measured times differ between runs; the deadline ("after 300 ms") is an option. */
 const maskTimes = (text: string) => text.replace(/ in \d+ ms/g, " in <t> ms");
@@ -94,20 +97,20 @@ Deno.test("a killed child's grandchild keeps the pipe open; killing the group br
   }, 20_000);
   const stdout = lineReader(child.stdout);
   assert.equal(await stdout.next(), "ready"); // written by the grandchild
-  const [grandchild] = await processesMentioning(`${NAME} --child grandchild`);
+  const [grandchild] = await processesMentioning(`${CHILD} grandchild`);
   assert.ok(grandchild, "no grandchild");
   assert.equal(await psField(child.pid, "pgid"), `${child.pid}`, "the child leads its group");
   child.kill("SIGTERM");
   assert.equal((await child.status).signal, "SIGTERM");
   // The child is gone, the grandchild is not, and it holds the pipe: no EOF yet.
-  assert.equal((await processesMentioning(`${NAME} --child grandchild`)).length, 1);
+  assert.equal((await processesMentioning(`${CHILD} grandchild`)).length, 1);
   const killed = await new Deno.Command("kill", { args: ["-TERM", "--", `-${child.pid}`] })
     .output();
   assert.equal(killed.code, 0);
   assert.equal(await stdout.next(), null); // EOF: no process holds the write end any more
   await until(
     "the grandchild to go",
-    async () => (await processesMentioning(`${NAME} --child grandchild`)).length === 0,
+    async () => (await processesMentioning(`${CHILD} grandchild`)).length === 0,
   );
 });
 
@@ -174,14 +177,14 @@ for (const [signal, exitCode] of SIGNAL_EXITS) {
     assert.ok(await stdout.until("hang 4,"));
     await until(
       "case 5's grandchild",
-      async () => (await processesMentioning(`${NAME} --child grandchild`)).length > 0,
+      async () => (await processesMentioning(`${CHILD} grandchild`)).length > 0,
     );
     Deno.kill(signal === "SIGINT" ? -lesson.pid : lesson.pid, signal);
     // The grandchild inherited the lesson's stderr: this EOF comes once it has exited too.
     const [stderr, status] = await Promise.all([lineReader(lesson.stderr).rest(), lesson.status]);
     assert.equal(stderr, "");
     assert.equal(status.code, exitCode);
-    assert.deepEqual(await processesMentioning(`${NAME} --child`), []);
+    assert.deepEqual(await processesMentioning(CHILD), []);
   });
 }
 
