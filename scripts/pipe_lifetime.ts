@@ -106,13 +106,14 @@ const decoder = new TextDecoder();
 
 /** Runs GNU find with `args`: its "path -> link" lines (Deno refuses to read /proc without -A). */
 async function findLinks(args: string[]): Promise<string[]> {
-  const withLinks = [...args, "-printf", "%p -> %l\n"]; // errors: processes we may not inspect
+  const withLinks = [...args, "-printf", "%p -> %l\n"];
+  // Its complaints are dropped: processes we may not inspect, or that exit while it looks.
   const find = start("find", { args: withLinks, stdout: "piped", stderr: "null" });
   const { stdout } = await find.output();
   return decoder.decode(stdout).split("\n").filter((line) => line !== "");
 }
 
-/** Prints `heading`, then each fd of any process whose /proc link reads `target`, and whose. */
+/** Prints `heading`, then every fd on the machine whose /proc link reads `target`, and its owner. */
 async function showHolders(target: string, childPid: number, heading: string): Promise<void> {
   const pattern = target.replace(/[[\]*?\\]/g, "\\$&"); // a find pattern: escape [ ] * ? \
   const fds = ["/proc", "-mindepth", "3", "-maxdepth", "3", "-path", "/proc/[0-9]*/fd/*"];
