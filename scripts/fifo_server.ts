@@ -22,7 +22,7 @@
  * @module
  */
 
-// The default run, in a private directory (mode 700: nobody can plant a file there, as in /tmp).
+// The default run, in a private directory (mode 700: unlike TLPI's /tmp, nobody can plant a file).
 async function demo(clients = 3, requests = 4): Promise<number> {
   const dir = await Deno.makeTempDir({ prefix: "fifo_server_" });
   undo.push(() => Deno.remove(dir));
