@@ -5,11 +5,9 @@
  * @run deno run --allow-run=deno,mkfifo --allow-read --allow-write scripts/fifo_server.ts
  * @resource {https://man7.org/tlpi/code/online/dist/pipes/fifo_seqnum_server.c.html} TLPI: fifo_seqnum_server.c
  *
- * TLPI's sequence-number server (ch. 44.8): clients write requests into one well-known FIFO, the
- * server answers each with the next number into the client's own FIFO; FIFOs join unrelated
- * processes (claim 4). The default run starts 3 clients (copies of this script) in a private
- * temporary directory and kills the last one mid-request. Unix only. One side per terminal:
- * `--role server|client --path DIR/NAME`, `--allow-run=mkfifo --allow-read=DIR --allow-write=DIR`.
+ * TLPI's sequence-number server (ch. 44.8): clients send requests into one well-known FIFO; the
+ * server answers each with the next number into the client's own FIFO (claim 4). The default run
+ * starts 3 clients and kills the last mid-request; `--role` runs one side per terminal. Unix only.
  *
  * The whole run prints:
  *
@@ -18,48 +16,38 @@
  * Server 24585 made /tmp/fifo_server_3185d7fb61826f3e/seqnum and holds a spare write end
  * Server killed the last client after its request, then answered it: no wait
  * Server saw EOF after 9 requests: it closed its spare write end
- * Client 1 got its 4 answers
- * Client 2 got its 4 answers
- * Client 3 was killed by SIGKILL
+ * Clients: 2 of 3 got all 4 answers
  * ```
  *
  * @module
  */
 
-// The default run is the server, in a private directory (mode 700: nobody else can plant a file
-// there; TLPI's names in /tmp are guessable), and its clients may use nothing else.
+// The default run, in a private directory (mode 700: unlike TLPI's /tmp, nobody can plant a file).
 async function demo(clients = 3, requests = 4): Promise<number> {
   const dir = await Deno.makeTempDir({ prefix: "fifo_server_" });
   undo.push(() => Deno.remove(dir));
   const path = `${dir}/seqnum`;
   const server = await startServer(path);
-  const stopClients = new AbortController(); // SIGTERMs them: each removes its own FIFO
-  const children = Array.from({ length: clients }, () =>
-    new Deno.Command(denoExecutable(), {
-      args: ["run", "--allow-run=mkfifo", `--allow-read=${dir}`, `--allow-write=${dir}`]
-        .concat(import.meta.url, "--role", "client", "--path", path),
-      stdout: "null",
-      signal: stopClients.signal,
-    }).spawn());
+  const args = ["run", "--allow-run=mkfifo", `--allow-read=${dir}`, `--allow-write=${dir}`];
+  args.push(import.meta.url, "--role", "client", "--path", path);
+  const stop = new AbortController(); // abort() SIGTERMs the clients: each removes its own FIFO
+  const command = new Deno.Command(denoExecutable(), { args, stdout: "null", signal: stop.signal });
+  const children = Array.from({ length: clients }, () => command.spawn());
   undo.push(() => {
-    stopClients.abort();
+    stop.abort();
     return Promise.all(children.map((child) => child.status));
   });
   const serving = serve(server, path, children.at(-1));
   const statuses = await Promise.all(children.map((child) => child.status));
-  server.spare.close();
-  console.log(`Server saw EOF after ${await serving} requests: it closed its spare write end`);
-  statuses.forEach((status, index) => {
-    const how = status.signal ? `was killed by ${status.signal}` : `exited with ${status.code}`;
-    console.log(`Client ${index + 1} ${status.success ? `got its ${requests} answers` : how}`);
-  });
+  server.spare.close(); // no write end is left: the server sees EOF
+  await serving;
+  const answered = statuses.filter((status) => status.success).length;
+  console.log(`Clients: ${answered} of ${clients} got all ${requests} answers`);
   return statuses.slice(0, -1).every((status) => status.success) ? 0 : 1;
 }
 
-// The server opens its FIFO twice: a read end, and a spare write end it never writes. A reader
-// sees EOF once every writer has closed; without the spare, EOF would end the loop whenever the
-// last client leaves. Each open waits for the other end (in a worker thread since Deno 2.8.0;
-// older Denos blocked the whole event loop), so the two are opened together.
+// The server holds a spare write end, so it never sees EOF when the last client leaves. Each open
+// waits for the other end (in a worker thread since Deno 2.8.0), so the two are opened together.
 async function startServer(path: string) {
   await makeFifo(path);
   const ends = [openFifo(path, { read: true }), openFifo(path, { write: true })];
@@ -68,9 +56,8 @@ async function startServer(path: string) {
   return { requests, spare };
 }
 
-// A request is one line, the client's pid, sent by one write of far fewer than PIPE_BUF bytes,
-// so requests of many clients never mix (fifo_many_writers.ts tears longer ones). The answer
-// goes to `PATH.PID`, a name the server builds itself: no request can aim it at another file.
+// A request is one line, the client's pid, in one write far below PIPE_BUF: requests never mix.
+// The answer goes to `PATH.PID`, a name the server builds itself, never a file a request names.
 async function serve(server: { requests: Deno.FsFile }, path: string, victim?: Deno.ChildProcess) {
   let next = 0;
   for await (const request of readLines(server.requests.readable)) {
@@ -81,21 +68,20 @@ async function serve(server: { requests: Deno.FsFile }, path: string, victim?: D
       undo.push(() => Deno.remove(`${path}.${request}`)); // its FIFO: it cannot remove it now
       console.log("Server killed the last client after its request, then answered it: no wait");
     }
-    // A FIFO opened for reading and writing never waits (Linux, macOS; POSIX leaves it open),
-    // where a write-only open waits for a reader: forever, if the client died. The client opened
-    // its FIFO before its request, so the answer waits there for it (a dead one's is dropped).
+    // Opened for reading and writing, a FIFO never waits (Linux, macOS), where a write-only open
+    // waits for a reader, forever if the client died; a dead client's answer is dropped.
     const answer = await openFifo(`${path}.${request}`, { read: true, write: true })
       .catch((error) => console.error(`Server cannot answer ${request}: ${error.message}`));
-    answer?.writeSync(encoder.encode(`${next}\n`));
+    answer?.writeSync(new TextEncoder().encode(`${next}\n`));
     answer?.close();
     next++;
-  }
-  return next;
+  } // alone (`--role server`), it never gets here: its spare write end keeps EOF away
+  console.log(`Server saw EOF after ${next} requests: it closed its spare write end`);
+  return 0;
 }
 
-// The client makes its own FIFO and opens it for reading and writing before its request: that
-// open does not wait, and the answer finds a reader however early it comes. Holding a write
-// end itself, the client would never see EOF if the server died: a deadline does instead.
+// The client opens its own FIFO for reading and writing before its request, so the answer finds a
+// reader however early it comes. Holding a write end, it would never see EOF: a deadline does.
 async function client(path: string, requests = 4): Promise<number> {
   const own = await makeFifo(`${path}.${Deno.pid}`);
   const answers = readLines((await openFifo(own, { read: true, write: true })).readable);
@@ -106,7 +92,7 @@ async function client(path: string, requests = 4): Promise<number> {
   const server = await openFifo(path, { write: true }); // waits for the server's read end
   for (let sent = 0; sent < requests; sent++) {
     try {
-      server.writeSync(encoder.encode(`${Deno.pid}\n`));
+      server.writeSync(new TextEncoder().encode(`${Deno.pid}\n`));
     } catch (error) { // the server is gone: say so, not the quiet end of a closed stdout
       throw error instanceof Deno.errors.BrokenPipe ? new Refusal("the server is gone") : error;
     }
@@ -136,8 +122,6 @@ export async function* readLines(stream: ReadableStream<Uint8Array>): AsyncGener
   }
   if (partial !== "") yield partial; // a last line without "\n" is still a line
 }
-
-const encoder = new TextEncoder();
 
 /**
  * This Deno, to start a child with. `--allow-run=deno` grants the `deno` on PATH; when that is a
@@ -217,35 +201,20 @@ async function runFifoLesson(lesson: () => Promise<number>): Promise<never> {
   return await cleanUpAndExit(code);
 }
 
-// The command line. A client is this script with `--role client`, in the default run as alone.
+// The command line: nothing for the default run, or one side; its clients are `--role client`.
 const USAGE =
-  `usage: deno run --allow-run=deno,mkfifo --allow-read --allow-write scripts/fifo_server.ts [options]
-  --role server|client  one side only, on the FIFO at --path (each in its own terminal)
-  --path DIR/NAME       the server's FIFO; a client's FIFO is DIR/NAME.PID
-  --help                show this help`;
+  `usage: deno run --allow-run=deno,mkfifo --allow-read --allow-write scripts/fifo_server.ts
+  [--role server|client --path DIR/NAME]  one side only, in its own terminal (a client's FIFO
+  is DIR/NAME.PID; either side needs only --allow-run=mkfifo --allow-read=DIR --allow-write=DIR)`;
 
 if (import.meta.main) {
   requireDeno();
-  const { parseArgs } = await import("node:util");
-  const [text, flag] = [{ type: "string" }, { type: "boolean" }] as const;
-  let options: { role?: string; path?: string; help?: boolean } = {};
-  try {
-    options =
-      parseArgs({ args: Deno.args, options: { role: text, path: text, help: flag } }).values;
-  } catch (error) {
-    usageError((error as Error).message);
-  }
-  if (options.help) {
-    console.log(USAGE);
-    Deno.exit(0);
-  }
-  const { role = "", path = "" } = options;
-  if (!/^(server|client)?$/.test(role) || (role === "") !== (path === "")) {
-    usageError("use --role server or --role client, with --path DIR/NAME");
-  }
-  const server = async () => {
-    await serve(await startServer(path), path);
-    return 0;
-  };
-  await runFifoLesson(role === "server" ? server : role === "client" ? () => client(path) : demo);
+  const [roleFlag, role, pathFlag, path] = Deno.args;
+  const oneSide = Deno.args.length === 4 && roleFlag === "--role" && pathFlag === "--path";
+  const serveAlone = async () => serve(await startServer(path), path);
+  if (Deno.args.length === 0) await runFifoLesson(demo);
+  else if (Deno.args.length === 1 && roleFlag === "--help") console.log(USAGE);
+  else if (oneSide && role === "server") await runFifoLesson(serveAlone);
+  else if (oneSide && role === "client") await runFifoLesson(() => client(path));
+  else usageError("use --role server or --role client, then --path DIR/NAME");
 }

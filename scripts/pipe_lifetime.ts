@@ -5,35 +5,29 @@
  * @run deno run --allow-run=deno,mkfifo,find --allow-read --allow-write scripts/pipe_lifetime.ts
  * @resource {https://man7.org/linux/man-pages/man5/proc_pid_fd.5.html} Man page: /proc/pid/fd
  *
- * An anonymous pipe is a kernel object with no name: /proc/<pid>/fd shows each end as
- * `pipe:[inode]`, and once every process holding an end has closed it, no trace is left. A FIFO
- * has a name in the file system that outlives both processes until someone removes it. Proves
- * the article's claims 4 and 5. Linux only. Deno refuses to read /proc without -A, so the lesson
- * asks GNU `find` to read the links; it writes only in a temporary directory it makes and removes.
+ * An anonymous pipe is `pipe:[inode]` in /proc/<pid>/fd, with no name, gone once its ends close;
+ * a FIFO's name outlives both processes until removed: the article's claims 4 and 5. Linux only.
  *
  * The whole run prints:
  *
  * ```
  * $ deno run --allow-run=deno,mkfifo,find --allow-read --allow-write scripts/pipe_lifetime.ts
  * Anonymous pipe: the child's stdout; the parent holds the read end.
- *   parent got: hello through the pipe
- *   while both run, pipe:[126044] has no path, only these ends:
- *     /proc/3638/fd/25 -> pipe:[126044] (parent)
- *     /proc/3645/fd/1 -> pipe:[126044] (child)
- *     /proc/3645/fd/18 -> pipe:[126044] (child)
- *   the child exited; the pipe lives on while the parent holds an end:
- *     /proc/3638/fd/25 -> pipe:[126044] (parent)
- *   the parent read EOF and closed its end; every process on the machine:
- *     no process holds it
- * FIFO: mkfifo made /tmp/pipe_lifetime_b3b177c085be37f0/lesson.fifo, inode 2147532.
- *   parent got: hello through the FIFO
- *   while both run, the ends point to the name:
- *     /proc/3638/fd/26 -> /tmp/pipe_lifetime_b3b177c085be37f0/lesson.fifo (parent)
- *     /proc/3666/fd/22 -> /tmp/pipe_lifetime_b3b177c085be37f0/lesson.fifo (child)
- *   both ends closed, the child exited; every process on the machine:
- *     no process holds it
- *   yet the name stays: isFifo true, inode 2147532
- *   until the lesson removes it (and its temporary directory).
+ *   parent got "hello through the pipe"; pipe:[269391] has no path, only these ends:
+ *     /proc/3401/fd/26 -> pipe:[269391] (parent)
+ *     /proc/3408/fd/1 -> pipe:[269391] (child)
+ *     /proc/3408/fd/19 -> pipe:[269391] (child)
+ *   the child exited; the parent's end keeps it alive:
+ *     /proc/3401/fd/26 -> pipe:[269391] (parent)
+ *   the parent read EOF and closed its end; in every process: no process holds it
+ * FIFO: mkfifo made /tmp/pipe_lifetime_6280037fd99c07af/lesson.fifo, inode 2146463.
+ *   parent got "hello through the FIFO"; its ends point to the name:
+ *     /proc/3401/fd/27 -> /tmp/pipe_lifetime_6280037fd99c07af/lesson.fifo (parent)
+ *     /proc/3419/fd/21 -> /tmp/pipe_lifetime_6280037fd99c07af/lesson.fifo (child)
+ *   the child exited; the parent's end keeps it alive:
+ *     /proc/3401/fd/27 -> /tmp/pipe_lifetime_6280037fd99c07af/lesson.fifo (parent)
+ *   the parent read EOF and closed its end; in every process: no process holds it
+ *   yet the name stays: isFifo true, inode 2146463, until the lesson removes it.
  * ```
  *
  * @module
@@ -42,30 +36,20 @@
 // First the anonymous pipe: the child's stdout. Its fd 1 is the write end, whose /proc link
 // names the pipe, `pipe:[inode]`: there is no path to it, only the ends the processes hold.
 async function anonymousPipe(): Promise<void> {
+  if (Deno.build.os !== "linux") throw new Refusal("this lesson reads Linux's /proc: Linux only");
   console.log("Anonymous pipe: the child's stdout; the parent holds the read end.");
   const args = ["run", import.meta.url, "--child", "pipe"];
   const child = start(denoExecutable(), { args, stdin: "piped", stdout: "piped" });
-  const reader = child.stdout.getReader();
-  console.log(`  parent got: ${await firstLine(reader)}`);
   const [fdLink] = await findLinks([`/proc/${child.pid}/fd/1`, "-maxdepth", "0"]);
   if (!fdLink) throw new Refusal(`cannot read /proc/${child.pid}/fd/1`);
   const pipe = fdLink.split(" -> ")[1];
   // Expect two child lines: Deno keeps its own duplicate of the stdout it was given.
-  console.log(`  while both run, ${pipe} has no path, only these ends:`);
-  show(await holders(pipe, [Deno.pid, child.pid]), child.pid);
-  // Closing the child's stdin lets it exit; its write end closes with it.
-  await child.stdin.close();
-  await child.status;
-  console.log("  the child exited; the pipe lives on while the parent holds an end:");
-  show(await holders(pipe), child.pid);
-  await readToEof(reader);
-  console.log("  the parent read EOF and closed its end; every process on the machine:");
-  show(await holders(pipe), child.pid);
+  await closeEnds(pipe, child, child.stdout.getReader(), `${pipe} has no path, only these ends`);
 }
 
 // Then a FIFO, in a fresh private directory. Opening it to read waits for a writer, so the open
 // starts first, then the writer, which finds the FIFO by its name and may write only that path.
-async function namedFifo(): Promise<void> {
+async function namedFifo(): Promise<number> {
   const dir = await Deno.makeTempDir({ prefix: "pipe_lifetime_" });
   undo.push(() => Deno.remove(dir));
   const fifo = await makeFifo(`${dir}/lesson.fifo`);
@@ -76,22 +60,29 @@ async function namedFifo(): Promise<void> {
   // A writer that dies before it opens the FIFO would leave this open waiting forever.
   const opened = await Promise.race([opening, child.status]);
   if (!(opened instanceof Deno.FsFile)) throw new Refusal("the writer ended before its open");
-  const reader = opened.readable.getReader();
-  console.log(`  parent got: ${await firstLine(reader)}`);
-  console.log("  while both run, the ends point to the name:");
-  show(await holders(fifo, [Deno.pid, child.pid]), child.pid);
-  await child.stdin.close();
-  await child.status;
-  await readToEof(reader);
-  console.log("  both ends closed, the child exited; every process on the machine:");
-  show(await holders(fifo), child.pid);
-  const after = await Deno.lstat(fifo);
-  console.log(`  yet the name stays: isFifo ${after.isFifo}, inode ${after.ino}`);
-  console.log("  until the lesson removes it (and its temporary directory)."); // cleanUpAndExit
+  await closeEnds(fifo, child, opened.readable.getReader(), "its ends point to the name");
+  const { isFifo, ino } = await Deno.lstat(fifo); // cleanUpAndExit removes it, and the directory
+  console.log(`  yet the name stays: isFifo ${isFifo}, inode ${ino}, until the lesson removes it.`);
+  return 0;
 }
 
-// Both children write a line, then keep their end open until their stdin reaches EOF: the parent
-// decides when they exit, so it can look at /proc while the pipe is in use, with no sleeps.
+// One read gets the child's line: one write of far fewer than PIPE_BUF bytes. No pipeThrough: a
+// piped stream reads ahead, and would meet EOF and close the parent's end before we look.
+async function closeEnds(target: string, child: Deno.ChildProcess, reader: Reader, now: string) {
+  const { value } = await reader.read();
+  await showHolders(target, child.pid, `parent got "${decoder.decode(value).trimEnd()}"; ${now}`);
+  // Then both ends close, one at a time. Closing the child's stdin lets it exit, and its end
+  // closes with it; the parent's end keeps the pipe alive until the parent reads EOF.
+  await child.stdin.close();
+  await child.status;
+  await showHolders(target, child.pid, "the child exited; the parent's end keeps it alive");
+  let chunk = await reader.read();
+  while (!chunk.done) chunk = await reader.read(); // EOF comes once no write end is left
+  await showHolders(target, child.pid, "the parent read EOF and closed its end; in every process");
+}
+
+// Each child writes a line, then keeps its end open until its stdin reaches EOF: the parent
+// decides when it exits, so it can look at /proc while the pipe is in use, with no sleeps.
 async function child(kind: string, fifo?: string): Promise<void> {
   const out = fifo ? await Deno.open(fifo, { write: true }) : Deno.stdout;
   out.writeSync(new TextEncoder().encode(`hello through the ${kind}\n`)); // short: written whole
@@ -110,50 +101,25 @@ function start(program: string, options: Deno.CommandOptions): Deno.ChildProcess
   return child;
 }
 
-// Both readers read chunk by chunk, with no pipeThrough: a piped stream reads ahead on its own,
-// so it would meet EOF as soon as the child exits and close the parent's end before we look.
-async function firstLine(reader: ReadableStreamDefaultReader<Uint8Array>): Promise<string> {
-  const decoder = new TextDecoder();
-  let text = "";
-  while (!text.includes("\n")) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    text += decoder.decode(value, { stream: true });
-  }
-  return text.split("\n")[0];
-}
+type Reader = ReadableStreamDefaultReader<Uint8Array>;
+const decoder = new TextDecoder();
 
-/** Reads to EOF, which comes once no write end is left; Deno then closes the read end. */
-async function readToEof(reader: ReadableStreamDefaultReader<Uint8Array>): Promise<void> {
-  let chunk = await reader.read();
-  while (!chunk.done) chunk = await reader.read();
-}
-
-/** Runs GNU find with `args` and returns its "path -> link" lines (it reads /proc for us). */
+/** Runs GNU find with `args`: its "path -> link" lines (Deno refuses to read /proc without -A). */
 async function findLinks(args: string[]): Promise<string[]> {
-  const { stdout } = await start("find", {
-    args: [...args, "-printf", "%p -> %l\n"],
-    stdout: "piped",
-    stderr: "null", // processes we may not inspect, or that exit while find looks
-  }).output();
-  return new TextDecoder().decode(stdout).split("\n").filter((line) => line !== "");
+  const withLinks = [...args, "-printf", "%p -> %l\n"];
+  // Its complaints are dropped: processes we may not inspect, or that exit while it looks.
+  const find = start("find", { args: withLinks, stdout: "piped", stderr: "null" });
+  const { stdout } = await find.output();
+  return decoder.decode(stdout).split("\n").filter((line) => line !== "");
 }
 
-/**
- * The open file descriptors whose /proc link reads `target`, as "/proc/<pid>/fd/<n> -> target"
- * lines: in the processes `pids`, or in every process we may inspect when none are given.
- */
-export function holders(target: string, pids: number[] = []): Promise<string[]> {
-  const where = pids.length > 0
-    ? [...pids.map((pid) => `/proc/${pid}/fd`), "-mindepth", "1", "-maxdepth", "1"]
-    : ["/proc", "-mindepth", "3", "-maxdepth", "3", "-path", "/proc/[0-9]*/fd/*"];
+/** Prints `heading`, then every fd on the machine whose /proc link reads `target`, and its owner. */
+async function showHolders(target: string, childPid: number, heading: string): Promise<void> {
   const pattern = target.replace(/[[\]*?\\]/g, "\\$&"); // a find pattern: escape [ ] * ? \
-  return findLinks([...where, "-lname", pattern]);
-}
-
-/** Prints each holder line, naming the process it belongs to. */
-function show(lines: string[], childPid: number): void {
-  if (lines.length === 0) console.log("    no process holds it");
+  const fds = ["/proc", "-mindepth", "3", "-maxdepth", "3", "-path", "/proc/[0-9]*/fd/*"];
+  const lines = await findLinks([...fds, "-lname", pattern]);
+  if (lines.length === 0) console.log(`  ${heading}: no process holds it`);
+  else console.log(`  ${heading}:`);
   for (const line of lines) {
     const who = line.startsWith(`/proc/${childPid}/`) ? "child" : "parent";
     console.log(`    ${line} (${who})`);
@@ -244,15 +210,8 @@ if (import.meta.main && Deno.args[0] === "--child") {
   await child(Deno.args[1], Deno.args[2]);
 } else if (import.meta.main) {
   requireDeno();
-  if (Deno.args.length === 1 && Deno.args[0] === "--help") {
-    console.log(USAGE);
-    Deno.exit(0);
-  }
-  if (Deno.args.length > 0) usageError(`no options but --help, got "${Deno.args.join(" ")}"`);
-  await runFifoLesson(async () => {
-    if (Deno.build.os !== "linux") throw new Refusal("this lesson reads Linux's /proc: Linux only");
-    await anonymousPipe();
-    await namedFifo();
-    return 0;
-  });
+  const words = Deno.args.join(" ");
+  if (words === "--help") console.log(USAGE);
+  else if (words !== "") usageError(`no options but --help, got "${words}"`);
+  else await runFifoLesson(() => anonymousPipe().then(namedFifo));
 }

@@ -193,10 +193,13 @@ Deno.test("without --allow-run: one line naming the permission, exit 1", async (
 });
 
 for (
-  const args of [["--role", "server"], ["--path", "/tmp/x"], ["--role", "boss", "--path", "/x"], [
-    "--clients",
-    "3",
-  ]]
+  const args of [
+    ["--role", "server"],
+    ["--path", "/tmp/x"],
+    ["--role", "boss", "--path", "/x"],
+    ["--role", "client", "--path", "/x", "extra"],
+    ["--clients", "3"],
+  ]
 ) {
   Deno.test(`usage error for ${args.join(" ")}: one line, exit 2`, async () => {
     assertUsageError(await runScript(NAME, args));

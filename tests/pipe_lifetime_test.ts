@@ -53,18 +53,21 @@ Deno.test({
     // After the child exited, the parent's read end alone keeps the pipe alive.
     assert.match(
       anonymous,
-      /holds an end:\n {4}\/proc\/\d+\/fd\/\d+ -> pipe:\[\d+\] \(parent\)\n {2}the parent read EOF/,
+      /keeps it alive:\n {4}\/proc\/\d+\/fd\/\d+ -> pipe:\[\d+\] \(parent\)\n {2}the parent read EOF/,
     );
+    assert.match(anonymous, /closed its end; in every process: no process holds it\n$/);
+    // Both ends of the FIFO point to its name, and the parent's alone outlives the child.
+    assert.match(named, /the name:\n {4}\S+ -> (\S+\.fifo) \(parent\)\n {4}\S+ -> \1 \(child\)\n/);
     assert.match(
-      anonymous,
-      /closed its end; every process on the machine:\n {4}no process holds it\n$/,
+      named,
+      /keeps it alive:\n {4}\/proc\/\d+\/fd\/\d+ -> \S+\.fifo \(parent\)\n {2}the parent/,
     );
     // The FIFO keeps its inode (and its name) after both processes closed it.
     const fifoInodes = new Set(named.match(/inode \d+/g));
     assert.equal(fifoInodes.size, 1, named);
     assert.match(
       named,
-      /the child exited; every process on the machine:\n {4}no process holds it\n {2}yet the name stays: isFifo true/,
+      /closed its end; in every process: no process holds it\n {2}yet the name stays: isFifo true/,
     );
     // And the lesson removed what it made.
     const fifo = named.match(/^mkfifo made (\S+), inode/)![1];
@@ -83,7 +86,7 @@ Deno.test({
       const lines = lineReader(lesson.stdout);
       let fifo = "";
       let line = await lines.next();
-      while (line !== null && line !== "  parent got: hello through the FIFO") {
+      while (line !== null && !line.startsWith(`  parent got "hello through the FIFO"`)) {
         fifo = line.match(/^FIFO: mkfifo made (\S+), inode/)?.[1] ?? fifo;
         line = await lines.next();
       }
