@@ -39,7 +39,8 @@ async function parent(count: number, intervalMs: number): Promise<number> {
   undo.push(() => writer.status); // no child outlives its parent: undo runs last first, so it waits
   undo.push(() => writer.kill()); // after this SIGTERM (which throws if the writer is gone already)
   console.log(`Parent ${Deno.pid} made the FIFO ${path} and started writer ${writer.pid}`);
-  // The open waits for the writer's (Deno 2.8+ keeps Ctrl-C working): race it with its exit.
+  // The open waits for the writer's, in a worker thread since Deno 2.8.0 (deno#33667), so Ctrl-C
+  // still works; race it with the writer's exit, or a writer that dies first leaves us waiting.
   const fifo = await Promise.race([openFifo(path, { read: true }), writer.status]);
   if (fifo instanceof Deno.FsFile) await read(fifo, `Parent ${Deno.pid}`);
   const status = await writer.status; // EOF came however the writer ended: ask it how
