@@ -78,8 +78,8 @@ export class Channel {
   #send(): void {
     while (this.#queue.length > 0 && this.#sent.size < WINDOW) {
       const call = this.#queue.shift()!;
-      this.#sent.set(call.request[0], call);
       this.#toWorker.send(call.request); // lines sent while a write is busy go in one write
+      this.#sent.set(call.request[0], call);
     }
   }
 
@@ -94,7 +94,7 @@ export class Channel {
         this.#send();
       }
     } catch { // a malformed answer (a PickleError), or a write to a worker that has gone
-      this.child.kill("SIGKILL");
+      await Promise.resolve().then(() => this.child.kill("SIGKILL")).catch(() => {}); // if alive
     }
     const end = await this.child.status;
     const how = end.signal ? `was killed by ${end.signal}` : `exited with code ${end.code}`;

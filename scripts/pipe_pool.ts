@@ -82,7 +82,7 @@ export class Pool {
         this.#dispatch();
       }
     } catch { // a malformed answer: this worker is not to be trusted
-      worker.child.kill("SIGKILL");
+      await Promise.resolve().then(() => worker.child.kill("SIGKILL")).catch(() => {}); // if alive
     }
     const end = await worker.child.status;
     this.#all.delete(worker);
