@@ -87,6 +87,7 @@ const TARGETS = [
   { group: MESSAGES, peer: NODE_BATCHED, min: 1 },
   { group: BULK, peer: "dd bs=1M | cat", min: 0.8 },
   { group: FIFO, peer: "dd bs=1M > fifo, cat fifo", min: 0.9 },
+  { group: ROUND_TRIPS, peer: "Python: multiprocessing.Pipe", min: 1 },
   { group: STARTUP, peer: EMPTY_DENO, max: 1.3 },
 ];
 
@@ -406,8 +407,14 @@ console.log(received / ((performance.now() - first) / 1000) / 1e6);`,
   peer(ROUND_TRIPS, "Node: spawn, NDJSON", await node(peers.NODE_NDJSON_ROUND_TRIPS, roundTrips));
   const window1 = ["--requests", `${roundTrips}`, "--window", "1"];
   ours(ROUND_TRIPS, "pipe_duplex.ts --window 1", await lesson("scripts/pipe_duplex.ts", window1));
-  const channel = await lesson("scripts/pipe_channel.ts", ["--round-trips", `${roundTrips}`]);
-  ours(ROUND_TRIPS, "pipe_channel.ts --round-trips", channel);
+  // Node's fork() IPC as Deno runs it (node:child_process): the same program as Node's row.
+  const forkInDeno = await write("fork_in_deno.cjs", NODE_IPC_ROUND_TRIPS);
+  const denoFlags = ["run", "--allow-run", "--allow-read", "--allow-env", forkInDeno];
+  ours(
+    ROUND_TRIPS,
+    "this bench: Node's fork() IPC program, run by Deno",
+    () => rate(Deno.execPath(), [...denoFlags, "parent", `${roundTrips}`]),
+  );
   const fast = await lesson("scripts/pipe_round_trips.ts", ["--round-trips", `${roundTrips}`]);
   ours(ROUND_TRIPS, "pipe_round_trips.ts --round-trips", fast);
 
