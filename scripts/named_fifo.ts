@@ -103,7 +103,7 @@ const encoder = new TextEncoder();
 
 /**
  * Writes all of `bytes` with `writeSync`, one system call and no await (an `await write()` per
- * small message is 10-50x slower). Throws `Deno.errors.BrokenPipe` once nobody reads.
+ * small message is several times slower). Throws `Deno.errors.BrokenPipe` once nobody reads.
  */
 function writeAll(file: { writeSync(bytes: Uint8Array): number }, bytes: Uint8Array): void {
   let written = 0;
