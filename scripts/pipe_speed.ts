@@ -10,7 +10,8 @@
  * while it is full (claim 3), so no read returns more than 64 KiB: bulk speed is the cost of each
  * read and write. The script runs itself as a child once per row; the reader checks the count
  * and that each chunk holds the bytes due at its place. Pinned to one CPU (`taskset -c 0 deno run
- * ...`), the two sides take turns and the rows rank as the code teaches; unpinned, waking the
+ * ...`), the two sides take turns and the rows rank as the code teaches: `await write()` below
+ * `writeSync`, 1 MiB chunks above 64 KiB ones, and either way round alike. Unpinned, waking the
  * other side on another CPU can cost more than all that, and the rows come out in any order.
  * Options: `--bytes SIZE` a row. Small messages: see pipe_batching.ts.
  *
@@ -19,10 +20,10 @@
  * ```
  * $ deno run --allow-run=deno scripts/pipe_speed.ts --bytes 64M
  * writer, reader (67108864 bytes a row)            rate          x
- * child writeSync 64 KiB, parent BYOB reader       1151 MB/s    1.00
- * child await write 64 KiB, parent BYOB reader      532 MB/s    0.46
- * child writeSync 1 MiB, parent BYOB reader        4765 MB/s    4.14
- * parent await write 1 MiB, child readSync          994 MB/s    0.86
+ * child writeSync 64 KiB, parent BYOB reader        804 MB/s    1.00
+ * child await write 64 KiB, parent BYOB reader      916 MB/s    1.14
+ * child writeSync 1 MiB, parent BYOB reader        4824 MB/s    6.00
+ * parent await write 1 MiB, child readSync         5054 MB/s    6.28
  * ```
  *
  * @module
@@ -42,13 +43,12 @@ export async function measure(
   }).spawn();
   let [received, first, seconds] = [0, 0, 0];
   if (mode === "read") {
-    // The parent's end of a pipe is a stream, each op async: reading, 64 KiB at most an op;
-    // writing, 1 MiB, while the child reads its stdin (a plain file descriptor) with `readSync`.
-    // A write fails only if the child left early; its count and exit code below say why.
+    // The parent's end of a pipe is only a stream, an async op per read (64 KiB at most) or per
+    // write (1 MiB here); the child reads its stdin, a plain file descriptor, with `readSync`,
+    // then prints "<bytes> <seconds>". A write fails only if the child left: its count says so.
     onFirstByte();
     await ReadableStream.from(windows(bytes, chunk)).pipeTo(child.stdin).catch(() => {});
-    const report = await new Response(child.stdout).text(); // the child's "<bytes> <seconds>"
-    [received, seconds] = report.split(" ").map(Number);
+    [received, seconds] = (await new Response(child.stdout).text()).split(" ").map(Number);
   } else {
     // A BYOB ("bring your own buffer") reader reuses our buffer; for-await allocates each read.
     const reader = child.stdout.getReader({ mode: "byob" });
