@@ -8,122 +8,125 @@
  *
  * The article's pipe is a small kernel buffer (claim 1: 64 KiB on Linux) whose writer waits
  * while it is full (claim 3), so no read returns more than 64 KiB: bulk speed is the cost of each
- * read and write. The script runs itself as a child once per row and times what the parent
- * receives, checking the count and that each chunk holds the bytes due at its place. Run it
- * pinned to one CPU (`taskset -c 0 deno run ...`), where the two sides take turns, and the rows
- * rank as the code teaches: `writeSync` over `await write()`, a BYOB reader (one buffer, reused)
- * over `for await` (a new chunk each read), 1 MiB or 64 KiB chunks over 4 KiB ones. Unpinned, on
- * a busy or virtual machine, waking the other side on another CPU can cost more than all that,
- * and the rows may come out in any order. Options: `--bytes SIZE` a row. Small messages: see
- * pipe_batching.ts.
+ * read and write. The script runs itself as a child once per row; the reader checks the count
+ * and that each chunk holds the bytes due at its place. Pinned to one CPU (`taskset -c 0 deno run
+ * ...`), the two sides take turns and the rows rank as the code teaches: `await write()` below
+ * `writeSync`, 1 MiB chunks above 64 KiB ones, and either way round alike. Unpinned, waking the
+ * other side on another CPU can cost more than all that, and the rows come out in any order.
+ * Options: `--bytes SIZE` a row. Small messages: see pipe_batching.ts.
  *
  * The whole run prints:
  *
  * ```
  * $ deno run --allow-run=deno scripts/pipe_speed.ts --bytes 64M
- * 67108864 bytes a row
- * child writes, parent reads                rate          x
- * writeSync 64 KiB, BYOB reader             1472 MB/s    1.00
- * writeSync 64 KiB, for await                699 MB/s    0.47
- * await write 64 KiB, BYOB reader            460 MB/s    0.31
- * writeSync 4 KiB, BYOB reader               823 MB/s    0.56
- * writeSync 1 MiB, BYOB reader               825 MB/s    0.56
- * Checked: every chunk in its place, every byte counted
+ * writer, reader (67108864 bytes a row)            rate          x
+ * child writeSync 64 KiB, parent BYOB reader        804 MB/s    1.00
+ * child await write 64 KiB, parent BYOB reader      916 MB/s    1.14
+ * child writeSync 1 MiB, parent BYOB reader        4824 MB/s    6.00
+ * parent await write 1 MiB, child readSync         5054 MB/s    6.28
  * ```
  *
  * @module
  */
 
-/** How the child writes its chunks: `writeSync` or `await write()`. */
-export type Mode = "sync" | "async";
+export type Mode = "sync" | "async" | "read"; // who writes: the child, or for `read` the parent
 
-/**
- * Runs a child writing `bytes` in `chunk`s in `mode`; reads them (a BYOB reader, or for-await),
- * checks and times them: the seconds from the first byte (`onFirstByte` runs then) to EOF.
- */
+/** Sends `bytes` in `chunk`s, checks them, and times them from the first byte to EOF. */
 export async function measure(
   mode: Mode,
-  { bytes = 64 * 2 ** 20, chunk = 64 * 1024, byob = true, onFirstByte = () => {} } = {},
+  { bytes = 64 * 2 ** 20, chunk = 64 * 1024, onFirstByte = () => {} } = {},
 ): Promise<{ seconds: number }> {
-  // `await using` kills and reaps the child however this function ends (a failed check).
-  await using child = new Deno.Command(denoExecutable(), {
+  await using child = new Deno.Command(denoExecutable(), { // killed, reaped however this ends
     args: ["run", import.meta.url, "--child", mode, `${bytes}`, `${chunk}`],
-    stdin: "null",
+    stdin: mode === "read" ? "piped" : "null",
     stdout: "piped",
   }).spawn();
-  let [received, first] = [0, 0];
-  const check = (chunk: Uint8Array) => {
-    if (first === 0) onFirstByte();
-    first ||= performance.now();
-    const last = received + chunk.length - 1;
-    if (chunk[0] !== received % 251 || chunk.at(-1) !== last % 251) {
-      throw new Error(`bytes ${received}-${last} are out of place`);
-    }
-    received += chunk.length;
-  };
-  // for-await gets a newly allocated chunk per read; a BYOB ("bring your own buffer") reader
-  // reads into our buffer and hands the same memory back to be reused. A buffer larger than the
-  // pipe would get no more per read.
-  if (byob) {
+  let [received, first, seconds] = [0, 0, 0];
+  if (mode === "read") {
+    // The parent's end of a pipe is only a stream, an async op per read (64 KiB at most) or per
+    // write (1 MiB here); the child reads its stdin, a plain file descriptor, with `readSync`,
+    // then prints "<bytes> <seconds>". A write fails only if the child left: its count says so.
+    onFirstByte();
+    await ReadableStream.from(windows(bytes, chunk)).pipeTo(child.stdin).catch(() => {});
+    [received, seconds] = (await new Response(child.stdout).text()).split(" ").map(Number);
+  } else {
+    // A BYOB ("bring your own buffer") reader reuses our buffer; for-await allocates each read.
     const reader = child.stdout.getReader({ mode: "byob" });
     let buffer = new Uint8Array(64 * 1024);
     while (true) {
       const { value, done } = await reader.read(buffer);
       if (done) break;
-      check(value);
+      if (first === 0) onFirstByte();
+      first ||= performance.now();
+      received = checkPlace(value, received);
       buffer = new Uint8Array(value.buffer); // the same memory, handed back to us
     }
-  } else {
-    for await (const chunk of child.stdout) check(chunk);
+    seconds = (performance.now() - first) / 1000;
   }
-  const seconds = (performance.now() - first) / 1000;
   const { code } = await child.status;
   if (code !== 0 || received !== bytes) {
-    throw new Error(`the ${mode} child sent ${received} of ${bytes} bytes, exit code ${code}`);
+    throw new Error(`the ${mode} child: ${received} of ${bytes} bytes came, exit code ${code}`);
   }
   return { seconds };
 }
 
-// One child per row. A row's label goes out when its child's first bytes arrive, its figures
-// when it is done, so a reader (or a test) sees which child is writing.
+// One child per row. A row's label goes out when the first bytes cross (a test waits for it).
 async function parent(bytes: number): Promise<number> {
-  const rows: [string, Mode, number, boolean][] = [
-    ["writeSync 64 KiB, BYOB reader", "sync", 64, true],
-    ["writeSync 64 KiB, for await", "sync", 64, false],
-    ["await write 64 KiB, BYOB reader", "async", 64, true],
-    ["writeSync 4 KiB, BYOB reader", "sync", 4, true],
-    ["writeSync 1 MiB, BYOB reader", "sync", 1024, true],
+  const rows: [string, Mode, number][] = [
+    ["child writeSync 64 KiB, parent BYOB reader", "sync", 64],
+    ["child await write 64 KiB, parent BYOB reader", "async", 64],
+    ["child writeSync 1 MiB, parent BYOB reader", "sync", 1024],
+    ["parent await write 1 MiB, child readSync", "read", 1024],
   ];
   const say = (text: string) => writeAll(Deno.stdout, encoder.encode(text));
   try {
-    say(`${bytes} bytes a row\nchild writes, parent reads                rate          x\n`);
+    say(`writer, reader (${bytes} bytes a row)`.padEnd(49) + "rate          x\n");
     let base = 0; // x: against the first row
-    for (const [label, mode, kib, byob] of rows) {
-      const onFirstByte = () => say(label.padEnd(38));
-      const { seconds } = await measure(mode, { bytes, chunk: kib * 1024, byob, onFirstByte });
+    for (const [label, mode, kib] of rows) {
+      const onFirstByte = () => say(label.padEnd(45));
+      const { seconds } = await measure(mode, { bytes, chunk: kib * 1024, onFirstByte });
       const rate = bytes / seconds / 1e6;
       base ||= rate;
       say(`${rate.toFixed(0).padStart(8)} MB/s ${(rate / base).toFixed(2).padStart(7)}\n`);
     }
-    say("Checked: every chunk in its place, every byte counted\n");
   } catch (error) {
-    // Our own stdout was closed (`| head -3`): stop quietly, as a Unix tool does.
-    if (!(error instanceof Deno.errors.BrokenPipe)) throw error;
+    if (!(error instanceof Deno.errors.BrokenPipe)) throw error; // our stdout closed: `| head -3`
   }
   return 0;
 }
 
-// The child's stdout is the pipe. Byte k is k % 251, so the parent can check where each chunk
-// belongs (251 is prime: a lost or repeated chunk shifts the pattern); every chunk is a window
-// on one pattern array. `await write()` is a round trip through Deno's async I/O per chunk;
-// `writeSync` is the system call itself, blocking this thread while the pipe is full (claim 3).
-// Deno.stdout is line-buffered: a chunk holding a "\n" byte leaves as two system calls (strace
-// shows it), which costs little next to the reads.
-async function child(mode: Mode, bytes: number, chunk: number): Promise<void> {
+// Byte k is k % 251 (prime: a lost or repeated chunk shifts it); chunks are windows on one array.
+function* windows(bytes: number, chunk: number): Generator<Uint8Array> {
   const pattern = new Uint8Array(chunk + 251).map((_, i) => i % 251);
+  for (let sent = 0; sent < bytes; sent += chunk) {
+    yield pattern.subarray(sent % 251, sent % 251 + Math.min(chunk, bytes - sent));
+  }
+}
+
+/** Throws unless `chunk`, read at byte `at`, holds the bytes due there; returns where it ends. */
+function checkPlace(chunk: Uint8Array, at: number): number {
+  const last = at + chunk.length - 1;
+  if (chunk[0] !== at % 251 || chunk.at(-1) !== last % 251) {
+    throw new Error(`bytes ${at}-${last} are out of place`);
+  }
+  return last + 1;
+}
+
+// `await write()` is a round trip through Deno's async I/O per chunk; `writeSync` is the system
+// call itself, blocking while the pipe is full (claim 3). A byte out of place is a bug: exit 1.
+async function child(mode: Mode, bytes: number, chunk: number): Promise<void> {
   try {
-    for (let sent = 0; sent < bytes; sent += chunk) {
-      const data = pattern.subarray(sent % 251, sent % 251 + Math.min(chunk, bytes - sent));
+    if (mode === "read") {
+      const buffer = new Uint8Array(chunk);
+      let [received, first] = [0, 0];
+      for (let n = Deno.stdin.readSync(buffer); n !== null; n = Deno.stdin.readSync(buffer)) {
+        first ||= performance.now();
+        received = checkPlace(buffer.subarray(0, n), received);
+      }
+      const seconds = (performance.now() - first) / 1000;
+      return writeAll(Deno.stdout, encoder.encode(`${received} ${seconds}`));
+    }
+    for (const data of windows(bytes, chunk)) {
       if (mode === "sync") writeAll(Deno.stdout, data);
       else for (let n = 0; n < data.length;) n += await Deno.stdout.write(data.subarray(n));
     }
@@ -186,8 +189,7 @@ async function exitWith(lesson: () => Promise<number>): Promise<never> {
   }
 }
 
-// The command line. The child reads its plain words after `--child` itself (no `node:util`: a
-// slower start). One option needs only `parseArgs`, not the plumbing's readOptions.
+// The command line. The child reads its words after `--child` itself (`node:util` is slower).
 const USAGE = `usage: deno run --allow-run=deno scripts/pipe_speed.ts [options]
   --bytes SIZE   bytes sent in each row: 65536, 64K, 64M or 1G (default 64M)
   --help         show this help`;

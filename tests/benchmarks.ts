@@ -303,13 +303,12 @@ async function rows(settings: Settings): Promise<Row[]> {
       : undefined;
 
   type SpeedMeasure = (
-    mode: "sync",
-    options: { bytes: number; chunk: number; byob: boolean },
+    mode: "sync" | "read",
+    options: { bytes: number; chunk: number },
   ) => Promise<{ seconds: number }>;
   const speed = await lessonFunction<SpeedMeasure>("scripts/pipe_speed.ts", "measure");
-  const speedRow = (chunk: number): Measure =>
-    speed &&
-    (async () => bytes / (await speed("sync", { bytes, chunk, byob: true })).seconds / 1e6);
+  const speedRow = (chunk: number, mode: "sync" | "read" = "sync"): Measure =>
+    speed && (async () => bytes / (await speed(mode, { bytes, chunk })).seconds / 1e6);
   type BatchMeasure = (mode: "batched", options: { count: number }) => Promise<{ seconds: number }>;
   const batching = await lessonFunction<BatchMeasure>("scripts/pipe_batching.ts", "measure");
   const lesson = async (script: string, args: string[]): Promise<Measure> => {
@@ -344,6 +343,7 @@ async function rows(settings: Settings): Promise<Row[]> {
   peer(BULK, "dd bs=64K | cat", dd(`dd if=/dev/zero bs=64K count=${mb * 16} | cat > /dev/null`));
   ours(BULK, "pipe_speed.ts: writeSync 64 KiB, BYOB reader", speedRow(65536));
   ours(BULK, "pipe_speed.ts: writeSync 1 MiB, BYOB reader", speedRow(2 ** 20));
+  ours(BULK, "pipe_speed.ts: parent writes 1 MiB, child readSync", speedRow(2 ** 20, "read"));
 
   const ddFifo = `cat "$1" > /dev/null & dd if=/dev/zero of="$1" bs=1M count=${mb}; wait`;
   peer(FIFO, "dd bs=1M > fifo, cat fifo", dd(ddFifo));
