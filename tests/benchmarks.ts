@@ -712,6 +712,14 @@ by round, with one peer.
 - Round trips: \`{"id":7,"text":"7:xxxxxxxxxxxxxx"}\` answered by the child with the text in
   capitals, one request in flight.
 
+Reading the tables: the group "Deno's limit" feeds the same \`dd\` output to a minimal Deno
+reader of its stdin, with \`readSync\` and with the stream API, which is all that a child's
+stdout offers a parent (each read an async op and a wake-up of the event loop). Where the bulk
+target is missed, that gap is why: the parent's end of a child's pipe can only be read that way.
+Unpinned, every round trip wakes a process on the other CPU, and pipes wake slower than the Unix
+sockets under \`multiprocessing.Pipe\` and \`fork()\` IPC (Node's, and Deno's
+\`node:child_process\`): compare Python's own \`os.pipe\` row with its \`multiprocessing.Pipe\` row.
+
 \`deno bench\` (tests/pickle_json_bench.ts) compares the codec's \`dumps\` and \`loads\` with
 \`JSON\` and \`node:v8\` on small messages and records.
 
