@@ -713,9 +713,10 @@ by round, with one peer.
   capitals, one request in flight.
 
 Reading the tables: the group "Deno's limit" feeds the same \`dd\` output to a minimal Deno
-reader of its stdin, with \`readSync\` and with the stream API, which is all that a child's
-stdout offers a parent (each read an async op and a wake-up of the event loop). Where the bulk
-target is missed, that gap is why: the parent's end of a child's pipe can only be read that way.
+reader of its stdin, once with \`readSync\` and once with a BYOB stream reader; the FIFO group
+reads with \`readSync\` too. \`readSync\` keeps up with \`cat\`; a stream pays an async op and
+a wake-up of the event loop per read of at most 64 KiB (the pipe's size), and the parent's end of
+a child's stdout is only a stream. Where the bulk target is missed, that is why.
 Unpinned, every round trip wakes a process on the other CPU, and pipes wake slower than the Unix
 sockets under \`multiprocessing.Pipe\` and \`fork()\` IPC (Node's, and Deno's
 \`node:child_process\`): compare Python's own \`os.pipe\` row with its \`multiprocessing.Pipe\` row.
