@@ -30,6 +30,7 @@
 
 /** What decode refuses and encode cannot write, in one line (never a stack overflow). */
 export class PickleError extends Error {
+  /** Shown before the message, as for any Error. */
   override name = "PickleError";
 }
 const fail = (problem: string): never => {

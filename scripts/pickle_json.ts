@@ -99,6 +99,7 @@ async function parent(): Promise<number> {
 
 /** A class whose instances travel as Points: the child calls a method of each one it gets. */
 export class Point {
+  /** A point at (x, y). */
   constructor(public x: number, public y: number) {}
   /** Moves the point; only a real Point, rebuilt with its prototype, has this method. */
   move(dx: number, dy: number): this {

@@ -6,9 +6,8 @@
  * @resource {https://docs.python.org/3/library/multiprocessing.html#multiprocessing.Pipe} Python: multiprocessing.Pipe
  *
  * `await channel.call("add", 2, 3)` runs `add` in a worker, a child copy of this script, and
- * returns its result or rethrows its error. Requests and answers are pickles, one a line with an
- * id, through the worker's stdin and stdout: many calls in flight, answers in any order, a window,
- * AbortSignal, the worker's death, `close()`. Next: pipe_round_trips.ts, pipe_pool.ts.
+ * returns its result or rethrows its error. Pickles with ids, one a line, on the worker's stdin and
+ * stdout: calls in flight, answers in any order, a window, AbortSignal, death, `close()`.
  *
  * The whole run prints:
  *
@@ -27,19 +26,17 @@
  */
 import { dumps, PickleWriter, readPickles } from "../lib/pickle_json.ts";
 
-// Framing: one pickle (lib/pickle_json.ts) a line. A pickle is JSON without whitespace; JSON
-// escapes each control character in a string ("a\nb" travels as `"a\nb"`); no UTF-8 character
-// holds a byte below 0x80. So the byte 0x0A only ends messages: any reader (`cat` too) splits on
-// it. Binary formats hold any byte, so they frame with a length prefix (4 bytes, then that many):
-// Python's mp.Connection, and Node's IPC with `serialization: "advanced"` (its default: lines).
-
-export const WINDOW = 64; // calls in flight at most; more wait in the parent's queue
-
+// Framing: one pickle a line. A pickle is JSON without whitespace, JSON escapes each control
+// character in a string ("a\nb" travels as `"a\nb"`), and no UTF-8 character holds a byte below
+// 0x80: the byte 0x0A only ends messages. Binary formats hold any byte, so they frame with a length
+// prefix: Python's mp.Connection, Node's IPC with `serialization: "advanced"` (its default: lines).
+/** Calls in flight at most; more wait in the parent's queue. */
+export const WINDOW = 64;
 type Call = { request: unknown[]; done: Promise<unknown>; settle(ok: boolean, v: unknown): void };
-
 /** A worker and the pipes to it: `call` sends a request, and waits for its answer. */
 export class Channel {
-  readonly child = new Deno.Command(denoExecutable(), { // this script, with no permissions
+  /** The worker: this script, with no permissions. */
+  readonly child: Deno.ChildProcess = new Deno.Command(denoExecutable(), {
     args: ["run", import.meta.url, "--child"],
     stdin: "piped",
     stdout: "piped",
@@ -49,13 +46,13 @@ export class Channel {
   #sent = new Map<unknown, Call>(); // by id: sent, not answered (aborted ones too, till answered)
   #nextId = 1;
   #gone: Error | null = null; // why new calls fail at once
-  readonly ended = this.#readAnswers(); // how the worker ended, once every call is settled
-
+  #ended = this.#readAnswers(); // how the worker ended, once every call is settled
   /** Calls `name(...args)` in the worker: its result, or its error rethrown. */
   call = (name: string, ...args: unknown[]) => this.callWith({}, name, ...args);
 
   /** Like `call`; when `signal` aborts, the call rejects at once and its answer is dropped. */
-  callWith({ signal }: { signal?: AbortSignal }, name: string, ...args: unknown[]) {
+  callWith(options: { signal?: AbortSignal }, name: string, ...args: unknown[]): Promise<unknown> {
+    const signal = options.signal;
     const { promise, resolve, reject } = Promise.withResolvers<unknown>();
     const abort = () => call.settle(false, signal!.reason);
     const settle = (ok: boolean, value: unknown) => {
@@ -109,7 +106,7 @@ export class Channel {
     this.#gone ??= new Error("the channel is closed");
     await Promise.allSettled(this.#queue.map((call) => call.done)); // the queue goes first
     await this.#toWorker.close().catch(() => {}); // the worker's EOF (a dead one's stdin is gone)
-    return await this.ended;
+    return await this.#ended;
   }
 }
 
@@ -198,7 +195,6 @@ function requireDeno(): void {
   Deno.exit(1);
 }
 
-// The command line. A worker is this script with `--child`, as a Channel starts it.
 const USAGE = `usage: deno run --allow-run=deno scripts/pipe_channel.ts [--help]
   --help  show this help`;
 
@@ -206,7 +202,10 @@ if (import.meta.main && Deno.args[0] === "--child") {
   await worker();
 } else if (import.meta.main) {
   requireDeno();
-  if (Deno.args[0] === "--help") Deno.exit(console.log(USAGE) ?? 0);
+  if (Deno.args[0] === "--help") {
+    console.log(USAGE);
+    Deno.exit(0);
+  }
   if (Deno.args.length > 0) {
     console.error(`error: unknown argument "${Deno.args[0]}" (see --help)`);
     Deno.exit(2);
@@ -214,7 +213,8 @@ if (import.meta.main && Deno.args[0] === "--child") {
   // A missing permission is the user's mistake: one line (Deno's names the flag), exit 1.
   const code = await demo().catch((error) => {
     if (!(error instanceof Deno.errors.NotCapable)) throw error;
-    return console.error(`error: ${error.message}`) ?? 1;
+    console.error(`error: ${error.message}`);
+    return 1;
   });
   Deno.exit(code);
 }

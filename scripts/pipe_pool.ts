@@ -33,6 +33,7 @@ export class Pool {
   #idle: Worker[] = [];
   #all = new Set<Worker>();
   #state: "open" | "closing" | "killed" = "open";
+  /** Starts `size` workers, by default one per CPU. */
   constructor(readonly size = navigator.hardwareConcurrency) {
     for (let i = 0; i < size; i++) this.#start();
   }
@@ -102,6 +103,7 @@ export class Pool {
     return await Promise.all(workers.map((worker) => worker.child.status));
   }
 
+  /** Kills every worker at once (Ctrl-C), and waits for them to be reaped. */
   kill(): Promise<unknown> {
     this.#state = "killed";
     for (const worker of this.#all) worker.child.kill("SIGKILL");
@@ -124,10 +126,8 @@ async function demo(workers: number): Promise<number> {
   start = performance.now();
   await Promise.all(slices.map((slice) => pool.call("primes", ...slice)));
   const parallel = Math.round(performance.now() - start);
-  const speedUp = (serial / parallel).toFixed(2);
-  console.log(
-    `one by one ${serial} ms, all at once ${parallel} ms: ${speedUp}x faster (${total} primes)`,
-  );
+  const speedUp = `${(serial / parallel).toFixed(2)}x faster (${total} primes)`;
+  console.log(`one by one ${serial} ms, all at once ${parallel} ms: ${speedUp}`);
   // A worker crashes mid-call: that call rejects. The calls waiting in the pool were not sent
   // to it, so none is lost: a new worker takes its place, and they run there and elsewhere.
   const crash = pool.call("exit", 1).catch((error: Error) => error.message);

@@ -74,7 +74,9 @@ function start(lines: number, pace: "wait" | "go"): Deno.ChildProcess {
 
 /** One event of {@link MergedLines}: a line of a child, or (`line: null`) its EOF. */
 export interface ChildLine {
+  /** Which child: the number given to `add`. */
   child: number;
+  /** The line, or null at the child's EOF. */
   line: string | null;
 }
 

@@ -28,8 +28,8 @@
  *
  * @module
  */
-
-export type Mode = "sync" | "async" | "read"; // who writes: the child, or for `read` the parent
+/** Who writes: the child (`sync`: writeSync, `async`: await write), or the parent (`read`). */
+export type Mode = "sync" | "async" | "read";
 
 /** Sends `bytes` in `chunk`s, checks them, and times them from the first byte to EOF. */
 export async function measure(

@@ -25,19 +25,19 @@
  * @module
  */
 
-// A stage is its command line (program first) and the name we show. Stage 1 is this file again:
-// `--child N` prints 1 to N, as `seq` does. `-e` keeps a pattern such as `-1` a pattern.
-type Stage = { name: string; argv: string[] };
+/** A stage: its command line (program first) and the name we show. Stage 1 is this file again:
+ * `--child N` prints 1 to N, as `seq` does. `-e` keeps a pattern such as `-1` a pattern. */
+export type Stage = { name: string; argv: string[] };
 const self = (lines: number) => [denoExecutable(), "run", import.meta.url, "--child", `${lines}`];
 const numbers = (lines: number) => ({ name: `pipeline.ts --child ${lines}`, argv: self(lines) });
 const grep = (pattern: string) => ({ name: `grep -e ${pattern}`, argv: ["grep", "-e", pattern] });
 const countLines: Stage = { name: "wc -l", argv: ["wc", "-l"] };
 
-// `Deno.Command` cannot hand a child's stdout to the next child as its stdin, as a shell does, so
-// the parent stands in between: each `pipeTo` copies a stage's stdout into the next one's stdin.
-// It keeps the backpressure of a shell pipe: `pipeTo` awaits each write into the slower reader
-// before it reads on, so when `wc` lags, its stdin pipe fills, the parent stops reading `grep`,
-// that pipe fills and `grep` waits in its write, the article's claim 3. Nothing piles up here.
+/** Runs `stages` as `a | b | c`. `Deno.Command` cannot hand a child's stdout to the next child as
+ * its stdin, as a shell does, so the parent stands in between: each `pipeTo` copies a stage's
+ * stdout into the next one's stdin, with a shell pipe's backpressure: `pipeTo` awaits each write
+ * into the slower reader before it reads on, so when `wc` lags, its stdin pipe fills, the parent
+ * stops reading `grep`, that pipe fills and `grep` waits in its write, the article's claim 3. */
 export async function runPipeline(stages: Stage[]): Promise<{ output: string; failure: string }> {
   // The stack stops (SIGTERM) and reaps every stage it holds, however this function ends: a
   // program not found (`spawn` throws NotFound), a failed stage, our own stdout closing.
