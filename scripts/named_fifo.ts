@@ -147,8 +147,13 @@ async function cleanUpAndExit(code: number): Promise<never> {
   Deno.exit(code);
 }
 
-/** Makes a FIFO with `mkfifo` (Deno has no call for it), mode 600: only our user may open it. */
+/** Makes a FIFO with `mkfifo` (Deno has no call for it), mode 600: only our user may open it.
+ * mkfifo runs outside Deno's sandbox: first make sure we may check and remove what it makes. */
 async function makeFifo(path: string): Promise<string> {
+  const state = (name: "read" | "write") => Deno.permissions.querySync({ name, path }).state;
+  if (state("read") !== "granted" || state("write") !== "granted") {
+    throw new Refusal(`--allow-read and --allow-write must both cover ${path}`);
+  }
   const made = await new Deno.Command("mkfifo", { args: ["-m", "600", "--", path] }).output();
   if (!made.success) throw new Refusal(`mkfifo could not make ${path}`); // something is there
   const { ino } = await Deno.lstat(path);
