@@ -202,5 +202,6 @@ if (import.meta.main && Deno.args[0] === "--child") {
 } else if (import.meta.main) {
   requireDeno();
   const options = await readOptions(USAGE, { count: 10, interval: 1000 });
+  if (options.interval >= 2 ** 31) usageError("--interval must be below 2147483648 ms");
   await exitWith(() => parent(options.count, options.interval));
 }

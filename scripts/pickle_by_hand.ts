@@ -121,8 +121,8 @@ export function decode(text: string): unknown {
     if (!isDict(dict)) fail("v is not a dict");
     for (const [key, node] of Object.entries(dict as object)) {
       const property = { value: child(node), writable: true, enumerable: true, configurable: true };
-      // (Deno disables that setter unless --unstable-unsafe-proto; Node and browsers have it.)
-      Object.defineProperty(target, key, property); // "__proto__" is data: `=` would set it
+      // "__proto__" stays data: `=` would call the prototype setter (Node and browsers have it;
+      Object.defineProperty(target, key, property); // Deno only with --unstable-unsafe-proto)
     }
     return target;
   };

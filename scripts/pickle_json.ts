@@ -64,7 +64,7 @@ async function parent(): Promise<number> {
     for (const value of values) toChild.send(value);
     await toChild.close();
   })();
-  const stoppedReading = sending.then(() => false, () => true); // its error is read below
+  const stoppedReading = sending.then(() => false, () => true); // true: a write failed
   const answers: unknown[] = [];
   try {
     for await (const answer of readPickles(child.stdout)) answers.push(answer);

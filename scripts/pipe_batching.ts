@@ -55,7 +55,8 @@ export async function measure(
     const lines = (partial + decoder.decode(chunk, { stream: true })).split("\n");
     partial = lines.pop()!; // the start of a line whose end is still in the pipe
     for (const line of lines) {
-      if (JSON.parse(line).seq !== seq++) throw new Error(`message ${seq - 1} is lost or late`);
+      if (JSON.parse(line).seq !== seq) throw new Error(`message ${seq} is lost or late`);
+      seq++;
     }
   }
   const seconds = (performance.now() - first) / 1000;

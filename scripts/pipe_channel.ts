@@ -27,9 +27,9 @@
 import { dumps, PickleWriter, readPickles } from "../lib/pickle_json.ts";
 
 // Framing: one pickle a line. A pickle is JSON without whitespace, JSON escapes each control
-// character in a string ("a\nb" travels as `"a\nb"`), and no UTF-8 character holds a byte below
-// 0x80: the byte 0x0A only ends messages. Binary formats hold any byte, so they frame with a length
-// prefix: Python's mp.Connection, Node's IPC with `serialization: "advanced"` (its default: lines).
+// character in a string ("a\nb" travels as `"a\nb"`), and every byte of a multi-byte UTF-8
+// character is 0x80 or more: 0x0A only ends messages. Binary formats hold any byte, so they frame
+// with a length prefix: Python's mp.Connection, Node's IPC with `serialization: "advanced"`.
 /** Calls in flight at most; more wait in the parent's queue. */
 export const WINDOW = 64;
 type Call = { request: unknown[]; done: Promise<unknown>; settle(ok: boolean, v: unknown): void };
@@ -71,7 +71,7 @@ export class Channel {
   }
 
   // Backpressure: calls go out in order while fewer than WINDOW are in flight; a burst waits
-  // here. An aborted call keeps its place until answered: the worker is still busy with it.
+  // here. An aborted call still goes out (its answer is dropped) and counts until answered.
   #send(): void {
     while (this.#queue.length > 0 && this.#sent.size < WINDOW) {
       const call = this.#queue.shift()!;
@@ -91,7 +91,7 @@ export class Channel {
         this.#send();
       }
     } catch { // a malformed answer (a PickleError), or a write to a worker that has gone
-      await Promise.resolve().then(() => this.child.kill("SIGKILL")).catch(() => {}); // if alive
+      await this.child[Symbol.asyncDispose](); // SIGTERM unless it has exited, then reaped
     }
     const end = await this.child.status;
     const how = end.signal ? `was killed by ${end.signal}` : `exited with code ${end.code}`;
@@ -134,12 +134,13 @@ async function demo(): Promise<number> {
   const doomed = new Channel();
   const calls = [doomed.call("gate"), doomed.call("sleep", 1000), doomed.call("exit", 3)];
   const errors = await Promise.all(calls.map((call) => call.catch((error: Error) => error)));
-  const one = errors.every((error) => error === errors[0]) && (errors[0] as Error).message;
-  console.log(`exit(3) with 2 calls in flight: all 3 rejected with "${one}"`);
+  const [first] = errors as Error[];
+  const same = errors.every((error) => error === first);
+  console.log(`exit(3) with 2 calls in flight: all 3 rejected with "${first.message}"`);
   // close() is the worker's EOF: it finishes what it has (the sleep), then exits by itself.
   const status = await channel.close();
   console.log(`close(): the worker answered the sleep, then exited with code ${status.code}`);
-  return one && status.success ? 0 : 1;
+  return same && status.success ? 0 : 1;
 }
 
 // What a worker can do. "gate" answers only once "open" has run; "exit" is a crash.
@@ -156,7 +157,6 @@ const functions: Record<string, (...args: never[]) => unknown> = {
   exit: (code: number) => Deno.exit(code),
 };
 const missing = (name: string) => Promise.reject(new Error(`no function "${name}"`));
-
 // The worker answers each request on stdout (a promise, later). EOF means the parent closed or
 // died, so no signal handler is needed: it exits once all have answered. Never print to stdout.
 async function worker(): Promise<void> {

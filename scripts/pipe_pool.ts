@@ -77,13 +77,13 @@ export class Pool {
     try {
       for await (const answer of readPickles(worker.child.stdout)) {
         const task = worker.task!;
+        task.settle(...answer as [boolean, unknown]); // not a list: throws, worker.task still set
         worker.task = null;
         this.#idle.push(worker);
-        task.settle(...answer as [boolean, unknown]);
         this.#dispatch();
       }
     } catch { // a malformed answer: this worker is not to be trusted
-      await Promise.resolve().then(() => worker.child.kill("SIGKILL")).catch(() => {}); // if alive
+      await worker.child[Symbol.asyncDispose](); // SIGTERM unless it has exited, then reaped
     }
     const end = await worker.child.status;
     this.#all.delete(worker);
@@ -103,11 +103,10 @@ export class Pool {
     return await Promise.all(workers.map((worker) => worker.child.status));
   }
 
-  /** Kills every worker at once (Ctrl-C), and waits for them to be reaped. */
+  /** Kills every worker (Ctrl-C): SIGTERM unless it has exited (kill() would throw), reaped. */
   kill(): Promise<unknown> {
     this.#state = "killed";
-    for (const worker of this.#all) worker.child.kill("SIGKILL");
-    return Promise.all([...this.#all].map((worker) => worker.child.status));
+    return Promise.all([...this.#all].map((worker) => worker.child[Symbol.asyncDispose]()));
   }
 }
 
@@ -150,10 +149,9 @@ const functions: Record<string, (...args: never[]) => unknown> = {
     return count;
   },
   exit: (code: number) => Deno.exit(code),
-  pid: () => Deno.pid,
+  pid: () => Deno.pid, // for tests: which worker answered
 };
 const missing = (name: string) => Promise.reject(new Error(`no function "${name}"`));
-
 // The worker: one call at a time, answered on stdout before it reads the next. EOF (its parent
 // closed the pool, or died) ends it. It must never print to stdout: that is the answer pipe.
 async function worker(): Promise<void> {
@@ -208,13 +206,15 @@ if (import.meta.main && Deno.args[0] === "--child") {
 } else if (import.meta.main) {
   requireDeno();
   const [option, value = "", ...rest] = Deno.args;
-  if (option === "--help") Deno.exit(console.log(USAGE) ?? 0);
+  if (option === "--help") console.log(USAGE);
+  if (option === "--help") Deno.exit(0);
   const wrong = option !== "--workers" || !/^[1-9]\d{0,2}$/.test(value) || rest.length > 0;
   if (option !== undefined && wrong) usageError(`use --workers N, N from 1 to 999`);
   // A missing permission is the user's mistake: one line (Deno's names the flag), exit 1.
   const code = await demo(Number(value) || navigator.hardwareConcurrency).catch((error) => {
     if (!(error instanceof Deno.errors.NotCapable)) throw error;
-    return console.error(`error: ${error.message}`) ?? 1;
+    console.error(`error: ${error.message}`);
+    return 1;
   });
   Deno.exit(code);
 }

@@ -41,7 +41,7 @@ function viaStdio(): Link {
   const [writer, reader] = [child.stdin.getWriter(), child.stdout.getReader()];
   const read = async () => (await reader.read()).value ?? null;
   const close = () => writer.close().then(() => reader.cancel()).then(() => child.status);
-  return { write: (bytes) => void writer.write(bytes), read, close };
+  return { write: (bytes) => void writer.write(bytes).catch(() => {}), read, close };
 }
 
 // Two FIFOs instead, opened as files: writeSync, and a choice of reads. The request FIFO is
@@ -70,10 +70,10 @@ async function viaFifos(blocking: boolean): Promise<Link> {
       return child.status.finally(() => fromWorker.close());
     };
     const buffer = new Uint8Array(64 * 1024);
-    const bytes = (size: number | null) => size === null ? null : buffer.subarray(0, size);
+    const filled = (size: number | null) => size === null ? null : buffer.subarray(0, size);
     const read = blocking
-      ? () => bytes(fromWorker.readSync(buffer)) // blocks: nothing else runs meanwhile
-      : async () => bytes(await fromWorker.read(buffer)); // a plain read, in a thread of Deno's
+      ? () => filled(fromWorker.readSync(buffer)) // blocks: nothing else runs meanwhile
+      : async () => filled(await fromWorker.read(buffer)); // a plain read, in a thread of Deno's
     return { write: (bytes) => writeAll(toWorker, bytes), read, close };
   } finally {
     await Deno.remove(dir, { recursive: true });
@@ -81,8 +81,7 @@ async function viaFifos(blocking: boolean): Promise<Link> {
   }
 }
 
-// Round trips: a request line out, then reads until its answer line is whole. The request is a
-// pickle (lib/pickle_json.ts), as a real channel's would be, and so is the answer.
+// Round trips: a pickled request out, as a real channel's, then reads until its answer is whole.
 async function time(count: number, link: Link): Promise<number> {
   const decoder = new TextDecoder();
   let [partial, start] = ["", 0];
@@ -107,9 +106,9 @@ async function time(count: number, link: Link): Promise<number> {
   if (!status.success) throw new Error(`the worker failed: ${status.signal ?? status.code}`);
   return rate;
 }
-
 // The worker blocks in readSync (it has nothing else to do), answers in one writeSync; EOF ends it.
 async function worker(where: string): Promise<void> {
+  Deno.addSignalListener("SIGINT", () => {}); // Ctrl-C is the parent's: it cleans up; EOF ends us
   const [requests, answers] = where === "stdio"
     ? [Deno.stdin, Deno.stdout]
     : [await Deno.open(`${where}/requests`), await Deno.open(`${where}/answers`, { write: true })];
@@ -126,10 +125,9 @@ async function worker(where: string): Promise<void> {
 }
 
 // The story: the same round trips, each way of waiting in turn. readSync wins (Python's `recv`
-// blocks too), but while it blocks nothing else runs: no timer, no abort, no other pipe. So it
-// suits one call at a time; pipe_channel.ts, with many calls in flight, awaits its reads.
-// Figures swing with where the two processes run: a wake-up on an idle CPU can cost more than
-// all of the above. `taskset -c 0 deno run ...` (Linux) puts both on one CPU, for a fair race.
+// blocks too), but while it blocks nothing else runs: no timer, no abort, no other pipe; fine for
+// one call at a time (pipe_channel.ts, with many in flight, awaits). Unpinned, a wake-up on an idle
+// CPU can cost more than all that: `taskset -c 0 deno run ...` (Linux) gives a fair race.
 async function demo(count: number): Promise<void> {
   console.log(`${count} strict round trips each, a pickle [id, "echo", [id]] and its answer:`);
   const ways: [string, () => Link | Promise<Link>][] = [
@@ -142,8 +140,7 @@ async function demo(count: number): Promise<void> {
   }
 }
 
-// Ctrl-C or SIGTERM: the worker sees EOF and ends, but a directory of FIFOs being set up stays.
-const directories = new Set<string>();
+const directories = new Set<string>(); // FIFO dirs being set up: the Ctrl-C handler removes them
 
 // ---------------------------------------------------------------------------------------------
 // The plumbing. Every lesson that needs one of these pieces carries the same text, so each can
@@ -198,10 +195,12 @@ if (import.meta.main && Deno.args[0] === "--child") {
 } else if (import.meta.main) {
   requireDeno();
   const [option, value = "", ...rest] = Deno.args;
-  if (option === "--help") Deno.exit(console.log(USAGE) ?? 0);
+  if (option === "--help") console.log(USAGE);
+  if (option === "--help") Deno.exit(0);
   const wrong = option !== "--round-trips" || !/^[1-9]\d{0,8}$/.test(value) || rest.length > 0;
   if (option !== undefined && wrong) usageError("use --round-trips N, N a whole number > 0");
-  if (Deno.build.os === "windows") Deno.exit(console.error("error: FIFOs are Unix only") ?? 1);
+  if (Deno.build.os === "windows") console.error("error: FIFOs are Unix only");
+  if (Deno.build.os === "windows") Deno.exit(1);
   for (const [signal, code] of [["SIGINT", 130], ["SIGTERM", 143]] as const) {
     Deno.addSignalListener(signal, () => {
       directories.forEach((dir) => Deno.removeSync(dir, { recursive: true }));
@@ -214,7 +213,8 @@ if (import.meta.main && Deno.args[0] === "--child") {
   // A missing permission is the user's mistake: one line (Deno's names the flag), exit 1.
   const code = await lesson().then(() => 0, (error) => {
     if (!(error instanceof Deno.errors.NotCapable)) throw error;
-    return console.error(`error: ${error.message}`) ?? 1;
+    console.error(`error: ${error.message}`);
+    return 1;
   });
   Deno.exit(code);
 }

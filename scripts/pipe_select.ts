@@ -48,7 +48,7 @@ async function parent(fastLines: number): Promise<number> {
       if (child === 2 && line === null) await slow.stdin.close(); // child 1 may go on
     }
   } catch (error) {
-    fast?.kill(); // `await using` ends the slow one
+    await fast?.[Symbol.asyncDispose](); // killed unless exited, reaped; `await using` ends slow
     // Our own stdout was closed (`... | head -3`): stop quietly, as a Unix tool does.
     if (error instanceof Deno.errors.BrokenPipe) return 0;
     throw error;
@@ -206,7 +206,10 @@ if (import.meta.main && Deno.args[0] === "--child") {
   await child(Number(Deno.args[1]), Deno.args[2] === "wait");
 } else if (import.meta.main) {
   requireDeno();
-  if (Deno.args.length === 1 && Deno.args[0] === "--help") Deno.exit(console.log(USAGE) ?? 0);
+  if (Deno.args.length === 1 && Deno.args[0] === "--help") {
+    console.log(USAGE);
+    Deno.exit(0);
+  }
   if (Deno.args.length > 0) usageError(`unknown argument "${Deno.args[0]}"`);
   await exitWith(() => parent(3));
 }

@@ -9,7 +9,7 @@
  * The article's pipe is a small kernel buffer (claim 1: 64 KiB on Linux) whose writer waits
  * while it is full (claim 3), so no read returns more than 64 KiB: bulk speed is the cost of each
  * read and write. The script runs itself as a child once per row; the reader checks the count
- * and that each chunk holds the bytes due at its place. Pinned to one CPU (`taskset -c 0 deno run
+ * and each chunk's first and last byte against their place. Pinned to one CPU (`taskset -c 0 deno run
  * ...`), the two sides take turns and the rows rank as the code teaches: `await write()` below
  * `writeSync`, 1 MiB chunks above 64 KiB ones, and either way round alike. Unpinned, waking the
  * other side on another CPU can cost more than all that, and the rows come out in any order.
@@ -103,7 +103,7 @@ function* windows(bytes: number, chunk: number): Generator<Uint8Array> {
   }
 }
 
-/** Throws unless `chunk`, read at byte `at`, holds the bytes due there; returns where it ends. */
+/** Throws unless `chunk`'s first and last byte are those due at byte `at`; returns its end. */
 function checkPlace(chunk: Uint8Array, at: number): number {
   const last = at + chunk.length - 1;
   if (chunk[0] !== at % 251 || chunk.at(-1) !== last % 251) {

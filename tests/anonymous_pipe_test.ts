@@ -216,6 +216,7 @@ for (
     [["--count", "1.5"], "--count must be a whole number"],
     [["--interval", "soon"], "--interval must be a whole number"],
     [["--interval=-5"], "--interval must be a whole number"],
+    [["--interval", "3000000000"], "--interval must be below 2147483648 ms"],
     [["--verbose"], "Unknown option '--verbose'"],
     [["--role", "child"], "Unknown option '--role'"],
   ] as const
