@@ -42,11 +42,15 @@ async function fullPipe(total: number, settleMs: number): Promise<number> {
   // From outside, a write that has not returned looks like silence: no progress for --settle ms
   // (raise it on a loaded machine). The first byte may take long: Deno takes a while to start.
   const progress = child.stderr.getReader();
-  let [steps, lastAt, next] = [0, 0, progress.read()];
+  let steps = 0;
+  let lastAt = 0; // when the last progress byte came
+  let next = progress.read();
   let got: Awaited<typeof next> | "silence" = await next;
   while (got !== "silence") {
     if (got.done) return fail("the writer child ended before the pipe was full: raise --total?");
-    [steps, lastAt, next] = [steps + got.value.length, performance.now(), progress.read()];
+    steps += got.value.length;
+    lastAt = performance.now();
+    next = progress.read();
     got = await Promise.race([next, sleep(settleMs).then(() => "silence" as const)]);
   }
   say(`  the child's progress stopped at ${steps * STEP} bytes (${steps} steps)`);
@@ -57,8 +61,7 @@ async function fullPipe(total: number, settleMs: number): Promise<number> {
   say(`  after ${ms(readAt - lastAt)} ms without progress, the parent read ${received} bytes`);
   await next; // the progress byte of the write that was blocked
   say(`  the writer resumed ${ms(performance.now() - readAt)} ms later`);
-  // Read both pipes to the end, at the same time: a pipe left unread fills up and blocks its
-  // writer again, this time for good.
+  // Read both pipes to the end at once: a pipe left unread fills and blocks its writer for good.
   data.releaseLock();
   progress.releaseLock();
   const dropping = child.stderr.pipeTo(new WritableStream()); // read to the end, and dropped
@@ -98,7 +101,6 @@ async function emptyPipe(delayMs: number): Promise<number> {
 // Linux counts a pipe in 4096-byte pages, and a write of up to PIPE_BUF (4096) bytes is all or
 // nothing, never partial: so 4096-byte steps measure the capacity exactly.
 const STEP = 4096;
-
 // The writer child: 4096-byte steps (the last one shorter if --total asks for it). writeSync
 // does not return while the pipe is full, so the progress bytes stop at the capacity.
 function writer(total: number): void {
@@ -122,7 +124,8 @@ function reader(): void {
   writeAll(Deno.stdout, encoder.encode(`waited ${waited} ms, got ${bytes} bytes, then ${then}\n`));
 }
 
-const sleep = (delay: number) => new Promise((done) => setTimeout(done, delay)); // a loser runs out
+// Never cancelled: a sleep that loses a race just runs out, harmlessly.
+const sleep = (delay: number) => new Promise((done) => setTimeout(done, delay));
 const ms = (milliseconds: number) => Math.round(milliseconds);
 const say = (line: string) => writeAll(Deno.stdout, encoder.encode(line + "\n"));
 /** A failure at run time: one line on stderr, and exit code 1. */
@@ -159,7 +162,6 @@ function writeAll(file: { writeSync(bytes: Uint8Array): number }, bytes: Uint8Ar
   let written = 0;
   while (written < bytes.length) written += file.writeSync(bytes.subarray(written));
 }
-
 /**
  * This Deno, to start a child with. `--allow-run=deno` grants the `deno` on PATH; when that is a
  * symlink (npm, Homebrew), the real path `Deno.execPath()` is not granted, so run it by name.
@@ -169,7 +171,6 @@ function denoExecutable(): string {
   const status = Deno.permissions.querySync({ name: "run", command: self });
   return status.state === "granted" ? self : "deno";
 }
-
 /** Exits with one line, code 1, on a Deno older than the lessons need (2.8.3). */
 function requireDeno(): void {
   const [major, minor, patch] = Deno.version.deno.split(/[.-]/).map(Number);
@@ -177,7 +178,6 @@ function requireDeno(): void {
   console.error(`error: this lesson needs Deno 2.8.3 or newer, not ${Deno.version.deno}`);
   Deno.exit(1);
 }
-
 /** A mistake on the command line: one line naming it, and exit code 2, never a stack trace. */
 function usageError(message: string): never {
   console.error(`error: ${message.replaceAll("\n", " ")} (see --help)`);

@@ -29,18 +29,21 @@ function spawnSelf(role: string, options: Deno.CommandOptions): Deno.ChildProces
   return new Deno.Command(denoExecutable(), { args, ...options }).spawn();
 }
 
-// Each case runs the bug under a deadline, Deno.Command's `signal` option (an AbortSignal that
-// fires sends the child SIGTERM): if it fired, the bug hung. Then the fix, which should not.
+// Each case runs the bug under a deadline (>= 100 ms: a shorter one may fire before the child has
+// started), Deno.Command's `signal` option: SIGTERM. If it fired, the bug hung. Then the fix.
 async function parent(ms: number): Promise<number> { // Ctrl-C does not reach case 5's group
   Deno.addSignalListener("SIGINT", () => killGroup(group).finally(() => Deno.exit(130)));
   Deno.addSignalListener("SIGTERM", () => killGroup(group).finally(() => Deno.exit(143)));
   for (const [index, [name, fixName, run]] of CASES.entries()) {
     let line = `hang ${index + 1}, ${name}: `;
     try {
-      const bug = AbortSignal.timeout(ms), stuck = await run(false, bug).then(() => bug.aborted);
-      const fix = AbortSignal.timeout(10_000), start = performance.now();
-      const result = await run(true, fix), took = Math.round(performance.now() - start);
-      line += `${stuck ? `stuck, killed after ${ms} ms` : "no hang"}; ${fixName}: ` +
+      const bug = AbortSignal.timeout(ms);
+      await run(false, bug);
+      const fix = AbortSignal.timeout(10_000);
+      const start = performance.now();
+      const result = await run(true, fix);
+      const took = Math.round(performance.now() - start);
+      line += `${bug.aborted ? `stuck, killed after ${ms} ms` : "no hang"}; ${fixName}: ` +
         `${fix.aborted ? "still stuck" : result} in ${took} ms`;
     } catch (error) { // the program is not installed: python3, setsid
       if (!(error instanceof Deno.errors.NotFound)) throw error;
@@ -50,7 +53,6 @@ async function parent(ms: number): Promise<number> { // Ctrl-C does not reach ca
   }
   return 0;
 }
-
 const CASES = [
   ["stdin never closed", "stdin closed", stdinNeverClosed],
   ["status awaited first", "output read first", statusFirst],
@@ -85,9 +87,8 @@ async function stdoutFirst(fix: boolean, signal: AbortSignal): Promise<string> {
 }
 const sizes = ({ stdout, stderr, code }: Deno.CommandOutput) =>
   `${stdout.length} + ${stderr.length} bytes, exit ${code}`;
-
 // Hang 4 (deno#22767): python3 buffers what it prints into a pipe: "ready" stays in the child till
-// it exits. `-u` (or PYTHONUNBUFFERED=1, which the bug run clears) sends it at once; Deno does too.
+// it exits. `-u` sends it at once, as Deno does. Both runs clear PYTHONUNBUFFERED: only -u differs.
 async function pythonBuffers(fix: boolean, signal: AbortSignal): Promise<string> {
   const args = [...(fix ? ["-u"] : []), "-c", 'import sys\nprint("ready")\nsys.stdin.read()'];
   const py = new Deno.Command("python3", { args, env: { PYTHONUNBUFFERED: "" }, ...io, signal });
@@ -103,18 +104,20 @@ async function pythonBuffers(fix: boolean, signal: AbortSignal): Promise<string>
 // a group of its own, `setsid` (`detached: true` does not), and kill the group (id: its pid).
 let group = 0;
 async function grandchildHoldsThePipe(fix: boolean, signal: AbortSignal): Promise<string> {
+  await new Deno.Command("kill", { args: ["-0", `${Deno.pid}`] }).output(); // first: kill allowed?
   const args = [denoExecutable(), "run", "--allow-run=deno", import.meta.url, "--child", "spawn"];
   const child = new Deno.Command("setsid", { args, stdout: "piped" }).spawn();
   group = child.pid;
   const reader = child.stdout.getReader();
   await reader.read(); // "ready", written by the grandchild: both processes run
-  await (fix ? killGroup(group) : child.kill()); // kill(): SIGTERM to the child alone
+  if (fix) await killGroup(group);
+  else child.kill(); // SIGTERM to the child alone
   const eof = reader.read(); // resolves at EOF, or never while the grandchild lives
-  await Promise.race([eof, new Promise((done) => signal.addEventListener("abort", done))]);
+  const deadline = new Promise((done) => signal.addEventListener("abort", done));
+  if (!signal.aborted) await Promise.race([eof, deadline]); // once fired, no "abort" event comes
   await killGroup(group); // the demo's own clean-up, when it hung
   return (await eof).done ? "EOF" : "more output";
 }
-
 // `Deno.kill(-group, "SIGTERM")` would do, but Deno.kill needs the whole --allow-run.
 async function killGroup(pgid: number): Promise<void> {
   if (pgid) await new Deno.Command("kill", { args: ["-TERM", "--", `-${pgid}`] }).output();
@@ -145,7 +148,6 @@ function denoExecutable(): string {
   const status = Deno.permissions.querySync({ name: "run", command: self });
   return status.state === "granted" ? self : "deno";
 }
-
 /** Exits with one line, code 1, on a Deno older than the lessons need (2.8.3). */
 function requireDeno(): void {
   const [major, minor, patch] = Deno.version.deno.split(/[.-]/).map(Number);
@@ -153,7 +155,6 @@ function requireDeno(): void {
   console.error(`error: this lesson needs Deno 2.8.3 or newer, not ${Deno.version.deno}`);
   Deno.exit(1);
 }
-
 /**
  * Reads the options in the shape of `defaults`: a number takes a whole number >= 0, a string any
  * text, a boolean is a flag. `--help` prints `usage` and exits 0.
@@ -186,13 +187,11 @@ async function readOptions<T extends Record<string, number | string | boolean>>(
   }
   return result as T;
 }
-
 /** A mistake on the command line: one line naming it, and exit code 2, never a stack trace. */
 function usageError(message: string): never {
   console.error(`error: ${message.replaceAll("\n", " ")} (see --help)`);
   Deno.exit(2);
 }
-
 /**
  * Runs the lesson and exits with its code. A missing permission is the user's mistake: one line
  * (Deno's message names the flag), code 1. Any other error is a bug and keeps its stack trace.
@@ -208,7 +207,7 @@ async function exitWith(lesson: () => Promise<number>): Promise<never> {
 }
 
 const USAGE = `usage: deno run --allow-run=deno,python3,setsid,kill scripts/subprocess_hangs.ts
-  --deadline MS  how long a hang is given before the child is killed (default 300)
+  --deadline MS  how long a hang is given before the child is killed (default 300, >= 100)
   --help         show this help`;
 
 if (import.meta.main && Deno.args[0] === "--child") {
@@ -216,5 +215,6 @@ if (import.meta.main && Deno.args[0] === "--child") {
 } else if (import.meta.main) {
   requireDeno();
   const options = await readOptions(USAGE, { deadline: 300 });
+  if (options.deadline < 100) usageError("--deadline must be at least 100 (ms)");
   await exitWith(() => parent(options.deadline));
 }

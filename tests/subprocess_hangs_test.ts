@@ -199,7 +199,23 @@ Deno.test("a missing --allow-run entry: one line naming it, exit 1", async () =>
   );
 });
 
-for (const args of [["--deadline", "soon"], ["--deadline=-1"], ["--case", "1"]]) {
+Deno.test("without kill allowed: one line, exit 1, and no grandchild left that nothing can stop", async () => {
+  const result = await runDeno(["run", "--allow-run=deno,python3,setsid", scriptPath(NAME)], {
+    timeoutMs: 30_000,
+  });
+  assert.equal(result.code, 1);
+  assert.match(
+    result.stderr,
+    /^error: Requires run access to "kill", run again with the --allow-run flag\n$/,
+  );
+  assert.equal(result.stdout.trimEnd().split("\n").length, 4, "cases 1-4 ran");
+  assert.deepEqual(await processesMentioning(CHILD), []);
+});
+
+// A deadline shorter than a child's start-up would report a hang that was never shown.
+for (
+  const args of [["--deadline", "soon"], ["--deadline=-1"], ["--deadline", "5"], ["--case", "1"]]
+) {
   Deno.test(`usage error for ${args.join(" ")}: one line, exit code 2`, async () => {
     assertUsageError(await runScript(NAME, args));
   });
