@@ -111,7 +111,7 @@ async function grandchildHoldsThePipe(fix: boolean, signal: AbortSignal): Promis
   const reader = child.stdout.getReader();
   await reader.read(); // "ready", written by the grandchild: both processes run
   if (fix) await killGroup(group);
-  else child.kill(); // SIGTERM to the child alone
+  else await child[Symbol.asyncDispose](); // SIGTERM to the child alone, unless it is gone
   const eof = reader.read(); // resolves at EOF, or never while the grandchild lives
   const deadline = new Promise((done) => signal.addEventListener("abort", done));
   if (!signal.aborted) await Promise.race([eof, deadline]); // once fired, no "abort" event comes
