@@ -21,9 +21,8 @@
  * @module
  */
 
-// The FIFO in a fresh private directory (mode 700), then a round of short lines and one of long.
 async function parent(writers: number, lines: number, longLines: number): Promise<number> {
-  const dir = await Deno.makeTempDir({ prefix: "fifo_many_writers_" });
+  const dir = await Deno.makeTempDir({ prefix: "fifo_many_writers_" }); // private: mode 700
   undo.push(() => Deno.remove(dir));
   const path = await makeFifo(`${dir}/fifo`);
   console.log(`Parent ${Deno.pid}: ${writers} writers share the FIFO ${path}`);
@@ -32,13 +31,12 @@ async function parent(writers: number, lines: number, longLines: number): Promis
   return 0;
 }
 
-// A round: the read end and a spare write end open together (each open waits for the other end);
-// the spare keeps EOF away while one writer is done before the next has even opened.
+// A round: read end and spare write end open together (each open waits for the other end); the
+// spare holds off EOF between writers. Writers (`--child PATH ID LINES BYTES`) may write PATH only.
 async function round(path: string, writers: number, lines: number, bytes: number) {
-  const started = performance.now();
+  const started = Date.now();
   const ends = [Deno.open(path, { read: true }), Deno.open(path, { write: true })];
   const [reading, spare] = await Promise.all(ends);
-  // Each writer, this script run as `--child PATH ID LINES BYTES`, may write that one path only.
   const stopWriters = new AbortController(); // abort() sends each writer SIGTERM
   const children = Array.from({ length: writers }, (_, id) =>
     new Deno.Command(denoExecutable(), {
@@ -48,8 +46,7 @@ async function round(path: string, writers: number, lines: number, bytes: number
       signal: stopWriters.signal,
     }).spawn());
   const exited = Promise.all(children.map((child) => child.status));
-  undo.push(() => exited); // no child outlives the parent: undo runs last first, so it waits...
-  undo.push(() => stopWriters.abort()); // ...after this has sent each writer SIGTERM
+  undo.push(() => exited, () => stopWriters.abort()); // undo runs last first: SIGTERM, then wait
   writeAll(Deno.stdout, encoder.encode(`${bytes}-byte lines: `)); // the writers run now
   exited.then(() => spare.close()); // then no write end is left: the reader drains, and sees EOF
   let [received, intact] = [0, 0];
@@ -58,9 +55,8 @@ async function round(path: string, writers: number, lines: number, bytes: number
     if (isIntact(line, bytes)) intact++;
   }
   if ((await exited).some((status) => !status.success)) throw new Refusal("a writer failed");
-  const ms = Math.round(performance.now() - started);
   const figures = `received ${received}, intact ${intact}, torn ${received - intact}`;
-  writeAll(Deno.stdout, encoder.encode(`sent ${writers * lines}, ${figures} (in ${ms} ms)\n`));
+  console.log(`sent ${writers * lines}, ${figures} (in ${Date.now() - started} ms)`);
 }
 
 /** Line `seq` of writer `id`, `bytes` long with its newline, e.g. `w2 000017 cccc...c\n`. */
@@ -75,8 +71,8 @@ export function isIntact(line: string, bytes: number): boolean {
   return match !== null && line + "\n" === makeLine(Number(match[1]), Number(match[2]), bytes);
 }
 
-// Each line is one writeSync: up to PIPE_BUF bytes all or nothing, a longer one in parts as the
-// pipe drains (writeAll loops), between other writers' bytes. With no reader left, stop quietly.
+// Each line is one writeSync, one write(2): up to PIPE_BUF bytes go in at once; the kernel copies
+// a longer one in parts as the pipe drains, between other writers' bytes. No reader left: stop.
 async function child(path: string, id: number, lines: number, bytes: number): Promise<void> {
   const fifo = await Deno.open(path, { write: true });
   try {

@@ -22,9 +22,8 @@
  * @module
  */
 
-// The default run, in a private directory (mode 700: unlike TLPI's /tmp, nobody can plant a file).
-async function demo(clients = 3, requests = 4): Promise<number> {
-  const dir = await Deno.makeTempDir({ prefix: "fifo_server_" });
+async function demo(clients = 3, requests = 4): Promise<number> { // the default run
+  const dir = await Deno.makeTempDir({ prefix: "fifo_server_" }); // mode 700: private, not /tmp
   undo.push(() => Deno.remove(dir));
   const path = `${dir}/seqnum`;
   const server = await startServer(path);
@@ -33,10 +32,7 @@ async function demo(clients = 3, requests = 4): Promise<number> {
   const stop = new AbortController(); // abort() SIGTERMs the clients: each removes its own FIFO
   const command = new Deno.Command(denoExecutable(), { args, stdout: "null", signal: stop.signal });
   const children = Array.from({ length: clients }, () => command.spawn());
-  undo.push(() => {
-    stop.abort();
-    return Promise.all(children.map((child) => child.status));
-  });
+  undo.push(() => Promise.all(children.map((child) => child.status)), () => stop.abort());
   const serving = serve(server, path, children.at(-1));
   const statuses = await Promise.all(children.map((child) => child.status));
   server.spare.close(); // no write end is left: the server sees EOF
@@ -62,10 +58,10 @@ async function serve(server: { requests: Deno.FsFile }, path: string, victim?: D
   let next = 0;
   for await (const request of readLines(server.requests.readable)) {
     if (!/^\d{1,10}$/.test(request)) continue; // not a request (`echo hi > FIFO`): ignore it
-    if (Number(request) === victim?.pid) { // in the default run, the last client dies here
+    if (Number(request) === victim?.pid) { // the default run kills its last client: its FIFO stays
       victim.kill("SIGKILL");
-      await victim.status;
-      undo.push(() => Deno.remove(`${path}.${request}`)); // its FIFO: it cannot remove it now
+      await victim.status; // so the server removes the FIFO the client made: in demo()'s private
+      undo.push(() => Deno.remove(`${path}.${request}`)); // directory, nothing can have replaced it
       console.log("Server killed the last client after its request, then answered it: no wait");
     }
     // Opened for reading and writing, a FIFO never waits (Linux, macOS), where a write-only open
@@ -206,7 +202,6 @@ async function runFifoLesson(lesson: () => Promise<number>): Promise<never> {
   return await cleanUpAndExit(code);
 }
 
-// The command line: nothing for the default run, or one side; its clients are `--role client`.
 const USAGE =
   `usage: deno run --allow-run=deno,mkfifo --allow-read --allow-write scripts/fifo_server.ts
   [--role server|client --path DIR/NAME]  one side only, in its own terminal (a client's FIFO

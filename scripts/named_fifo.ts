@@ -11,24 +11,19 @@
  * The whole run prints:
  *
  * ```
- * $ deno run --allow-run=deno,mkfifo --allow-read --allow-write scripts/named_fifo.ts --count 6 --interval 200
- * Parent 30395 made the FIFO /tmp/named_fifo_20f0c389837030d7/fifo and started writer 30403
- * Parent 30395 got "Number 000" at 1795703654.076
- * Parent 30395 got "Number 001" at 1795703654.277
- * Parent 30395 got "Number 002" at 1795703654.480
- * Parent 30395 got "Number 003" at 1795703654.683
- * Parent 30395 got "Number 004" at 1795703654.884
- * Parent 30395 got "Number 000" at 1795703655.086
- * Parent 30395 saw EOF: every writer has closed the FIFO
+ * $ deno run --allow-run=deno,mkfifo --allow-read --allow-write scripts/named_fifo.ts --count 2 --interval 200
+ * Parent 12630 made the FIFO /tmp/named_fifo_748806e2baf2ba59/fifo and started writer 12638
+ * Parent 12630 got "Number 000" at 1796292137.661
+ * Parent 12630 got "Number 001" at 1796292137.863
+ * Parent 12630 saw EOF: every writer has closed the FIFO
  * ```
  *
  * @module
  */
 
-// The parent is the article's reader, its FIFO in a new private directory (mode 700: unlike /tmp,
-// nobody can plant a file there); its writer, this script's `--role writer`, may open only that.
+// The parent is the article's reader; its writer, this script's `--role writer`, may open only P.
 async function parent(count: number, intervalMs: number): Promise<number> {
-  const dir = await Deno.makeTempDir({ prefix: "named_fifo_" });
+  const dir = await Deno.makeTempDir({ prefix: "named_fifo_" }); // mode 700: unlike /tmp, private
   undo.push(() => Deno.remove(dir));
   const path = await makeFifo(`${dir}/fifo`);
   const writer = new Deno.Command(denoExecutable(), {
@@ -36,11 +31,9 @@ async function parent(count: number, intervalMs: number): Promise<number> {
       .concat("--role=writer", `--path=${path}`, `--count=${count}`, `--interval=${intervalMs}`),
     stdout: "null",
   }).spawn();
-  undo.push(() => writer.status); // no child outlives its parent: undo runs last first, so it waits
-  undo.push(() => writer.kill()); // after this SIGTERM (which throws if the writer is gone already)
+  undo.push(() => writer.status, () => writer.kill()); // undo runs last first: SIGTERM, then wait
   console.log(`Parent ${Deno.pid} made the FIFO ${path} and started writer ${writer.pid}`);
-  // The open waits for the writer's, in a worker thread since Deno 2.8.0 (deno#33667), so Ctrl-C
-  // still works; race it with the writer's exit, or a writer that dies first leaves us waiting.
+  // The open waits for the writer's (Ctrl-C works: deno#33667); race it, or a dead writer hangs us.
   const fifo = await Promise.race([openFifo(path, { read: true }), writer.status]);
   if (fifo instanceof Deno.FsFile) await read(fifo, `Parent ${Deno.pid}`);
   const status = await writer.status; // EOF came however the writer ended: ask it how
@@ -59,18 +52,21 @@ async function read(fifo: Deno.FsFile, who: string): Promise<number> {
   return 0;
 }
 
-// One side only: the FIFO's name is all the two share. The first side makes it and removes it at
-// its end; a FIFO already at P (`mkfifo P`) is used and left there: a FIFO stays until removed.
 async function oneSide(role: string, path: string, count: number, intervalMs: number) {
-  const found = await Deno.lstat(path).catch(() => null); // null: nothing at P yet
-  if (!found?.isFifo) await makeFifo(path); // mkfifo refuses a file or a symlink at P
+  try { // the name is all the two share: this side removes a FIFO it made, and leaves one it found
+    if (!(await Deno.lstat(path)).isFifo) await makeFifo(path); // refuses a file or a symlink at P
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error; // NotCapable, say, or that refusal
+    await makeFifo(path).catch(async (refusal) => { // did the other side, started at once, make it?
+      if (!(await Deno.lstat(path).catch(() => null))?.isFifo) throw refusal;
+    });
+  }
   const who = `${role === "reader" ? "Reader" : "Writer"} ${Deno.pid}`;
   console.log(`${who}: waiting for the other end of ${path}`);
   if (role === "reader") return await read(await openFifo(path, { read: true }), who);
-  // The writer (the article's child): each line is one writeSync of less than PIPE_BUF bytes, so it
-  // arrives whole. If the reader leaves, the write throws BrokenPipe: runFifoLesson ends quietly.
+  // The writer (the article's child): a line is one writeSync under PIPE_BUF bytes: it comes whole.
   const fifo = await openFifo(path, { write: true });
-  for (let sent = 0; count === 0 || sent < count; sent++) {
+  for (let sent = 0; count === 0 || sent < count; sent++) { // no reader: BrokenPipe, a quiet end
     if (sent > 0) await new Promise((resolve) => setTimeout(resolve, intervalMs));
     writeAll(fifo, encoder.encode(`Number ${String(sent % 5).padStart(3, "0")}\n`));
   }
@@ -217,8 +213,8 @@ if (import.meta.main) {
   const { role, path } = values;
   const numbers = /^\d{1,15}$/.test(values.count) && /^\d{1,15}$/.test(values.interval);
   if (!numbers) usageError("--count and --interval take a whole number >= 0");
-  const sides = /^(reader|writer)?$/.test(role) && (role === "") === (path === "");
-  if (!sides) usageError("use --role reader or --role writer, with --path P");
+  const side = /^(reader|writer)$/.test(role) && path !== ""; // a valid --role, with its --path
+  if ((role !== "" || path !== "") && !side) usageError("use --role reader|writer with --path P");
   const [count, interval] = [Number(values.count), Number(values.interval)];
   await runFifoLesson(() => role ? oneSide(role, path, count, interval) : parent(count, interval));
 }

@@ -94,10 +94,7 @@ async function child(kind: string, fifo?: string): Promise<void> {
 function start(program: string, options: Deno.CommandOptions): Deno.ChildProcess {
   const stop = new AbortController();
   const child = new Deno.Command(program, { ...options, signal: stop.signal }).spawn();
-  undo.push(() => {
-    stop.abort();
-    return child.status;
-  });
+  undo.push(() => child.status, () => stop.abort()); // undo runs last first: SIGTERM, then wait
   return child;
 }
 

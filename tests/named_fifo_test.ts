@@ -207,6 +207,21 @@ Deno.test("a regular file or a symlink at P is refused and left as it was", asyn
   });
 });
 
+Deno.test("a P it may not read: one line, exit 1, and mkfifo never made anything there", async () => {
+  await withTempDir(TEMP_PREFIX, async (dir) => {
+    const path = `${dir}/fifo`;
+    const flags = ["--allow-run=mkfifo", "--allow-read=/nonexistent", `--allow-write=${dir}`];
+    const result = await runDeno(
+      ["run", ...flags, "scripts/named_fifo.ts", "--role", "reader", "--path", path],
+      { timeoutMs: DEADLINE },
+    );
+    assert.equal(result.code, 1, result.stderr);
+    assert.equal(result.stdout, "");
+    assert.match(result.stderr, /^error: [^\n]*read access[^\n]*\n$/, "one line, no stack trace");
+    assert.equal(await exists(path), false, "nothing at P: mkfifo runs outside Deno's sandbox");
+  });
+});
+
 for (const [signal, code] of SIGNAL_EXITS) {
   Deno.test(`${signal} mid-run: exit ${code}, FIFO and directory gone, writer gone`, async () => {
     await using parent = spawnScript(
