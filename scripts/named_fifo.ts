@@ -33,7 +33,7 @@ async function parent(count: number, intervalMs: number): Promise<number> {
   }).spawn();
   undo.push(() => writer.status, () => writer.kill()); // undo runs last first: SIGTERM, then wait
   console.log(`Parent ${Deno.pid} made the FIFO ${path} and started writer ${writer.pid}`);
-  // The open waits for the writer's (Ctrl-C works: deno#33667); race it, or a dead writer hangs us.
+  // Open waits for the writer (in a thread since Deno 2.8.0, deno#33667): race it with its exit.
   const fifo = await Promise.race([openFifo(path, { read: true }), writer.status]);
   if (fifo instanceof Deno.FsFile) await read(fifo, `Parent ${Deno.pid}`);
   const status = await writer.status; // EOF came however the writer ended: ask it how
