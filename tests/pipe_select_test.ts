@@ -37,7 +37,7 @@ Deno.test("| head -1: the parent stops quietly (exit 0, nothing on stderr)", asy
   const result = await runDeno([
     "eval",
     `
-    const p = new Deno.Command(Deno.execPath(), { args: ["run", "--allow-run=deno", "scripts/pipe_select.ts"], stdout: "piped", stderr: "piped" }).spawn();
+    const p = new Deno.Command(Deno.execPath(), { args: ["run", "--allow-run=deno", "scripts/pipe_select.ts"], stdout: "piped", stderr: "piped", signal: AbortSignal.timeout(20_000) }).spawn();
     const r = p.stdout.getReader(); await r.read(); await r.cancel();
     const s = await p.status; console.log(s.code, JSON.stringify(new TextDecoder().decode((await new Response(p.stderr).arrayBuffer()))));
   `,
